@@ -1,0 +1,115 @@
+//! `drvmeta hash`: classic and modulo-meta hashes side by side.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use anyhow::Result;
+use clap::Args;
+use drvmeta::report::{DrvReport, HashReport};
+
+use super::{EXIT_OK, EXIT_PROBLEM, LoadArgs, write_json};
+
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// Print one JSON document (fields in docs/hash-json.md).
+    #[arg(long)]
+    json: bool,
+    /// Report every derivation of the closures, not just the arguments.
+    #[arg(short, long)]
+    recursive: bool,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+pub fn run(args: &HashArgs) -> Result<u8> {
+    let closure = args.load.load()?;
+    let hashes = drvmeta::hashing::hash_closure(&closure);
+    let positions: Vec<usize> = if args.recursive {
+        (0..closure.nodes().len()).collect()
+    } else {
+        closure.roots().to_vec()
+    };
+    let report = drvmeta::report::build(&closure, &hashes, &positions);
+    if args.json {
+        write_json(&report, false)?;
+    } else {
+        let mut out = io::stdout().lock();
+        out.write_all(human_table(&report).as_bytes())?;
+        out.flush()?;
+    }
+    let mut status = EXIT_OK;
+    for (path, drv) in &report.derivations {
+        if drv.is_problem() {
+            status = EXIT_PROBLEM;
+            for reason in problems(drv) {
+                eprintln!("drvmeta: {path}: {reason}");
+            }
+        }
+    }
+    Ok(status)
+}
+
+/// Why a derivation is reported as invalid or inconsistent.
+fn problems(drv: &DrvReport) -> Vec<String> {
+    let mut reasons: Vec<String> = drv.errors.iter().map(|e| format!("invalid: {e}")).collect();
+    if !drv.drv_path_matches {
+        reasons.push("inconsistent: the file's contents do not hash to its store path".to_owned());
+    }
+    if drv.errors.is_empty() && drv.recorded_matches == drvmeta::hashing::RecordedMatches::Neither {
+        reasons.push(
+            "inconsistent: the recorded output paths match neither the classic nor the \
+             modulo-meta ones"
+                .to_owned(),
+        );
+    }
+    reasons
+}
+
+fn outputs_column(drv: &DrvReport) -> &'static str {
+    if !drv.errors.is_empty() {
+        "invalid"
+    } else if drv.meta_changes_outputs() {
+        "meta changes them"
+    } else if drv.classic.outputs.values().all(Option::is_none) {
+        "unknown until built"
+    } else {
+        "unchanged by meta"
+    }
+}
+
+/// The human table: derivation, opt-in, effect of meta on outputs, then the
+/// differing output paths, warnings and problems indented below.
+pub fn human_table(report: &HashReport) -> String {
+    let width = report
+        .derivations
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max("DERIVATION".len());
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<width$}  {:<6}  OUTPUTS", "DERIVATION", "OPT-IN");
+    for (path, drv) in &report.derivations {
+        let opt_in = if drv.meta_opt_in { "yes" } else { "no" };
+        let _ = writeln!(out, "{path:<width$}  {opt_in:<6}  {}", outputs_column(drv));
+        if drv.errors.is_empty() && drv.meta_changes_outputs() {
+            let name_width = drv.classic.outputs.keys().map(String::len).max().unwrap_or(0);
+            for (name, classic) in &drv.classic.outputs {
+                let modulo = drv.modulo_meta.outputs.get(name).cloned().flatten();
+                if classic.as_ref() == modulo.as_ref() {
+                    continue;
+                }
+                let show = |p: Option<&String>| p.map_or("(unknown)", String::as_str).to_owned();
+                let _ = writeln!(out, "  {name:<name_width$}  classic      {}", show(classic.as_ref()));
+                let _ = writeln!(out, "  {:<name_width$}  modulo-meta  {}", "", show(modulo.as_ref()));
+            }
+        }
+        for warning in &drv.warnings {
+            let _ = writeln!(out, "  warning: {warning}");
+        }
+        for problem in problems(drv) {
+            let _ = writeln!(out, "  {problem}");
+        }
+    }
+    out
+}

@@ -1,0 +1,159 @@
+//! Argument parsing, exit statuses and output plumbing of the binary.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use drvmeta::closure::{Closure, LoadOptions};
+use nix_derivation::StoreDir;
+
+mod hash;
+mod show;
+
+/// Exit status: everything is fine.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a derivation is invalid or inconsistent, or could not be read.
+pub const EXIT_PROBLEM: u8 = 1;
+/// Exit status: the command line is wrong (also clap's own usage errors).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Inspect Nix derivations: classic hash modulo and hash modulo meta
+/// (NixOS/nix PR #16285) side by side, Nix's derivation JSON, lints.
+#[derive(Debug, Parser)]
+#[command(name = "drvmeta", version, propagate_version = true)]
+#[command(after_help = "Exit status: 0 all well, 1 a derivation is invalid or inconsistent \
+(or could not be read), 2 usage error.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compute the classic and the modulo-meta hashes and output paths.
+    Hash(hash::HashArgs),
+    /// Print derivations as Nix's derivation JSON (version 4) plus "meta".
+    Show(show::ShowArgs),
+}
+
+/// Where derivations are read from; shared by every command.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Directory searched first, by base name, for input derivations
+    /// (repeatable; searched in the order given, before the store).
+    #[arg(long = "drv-dir", value_name = "DIR")]
+    pub drv_dirs: Vec<PathBuf>,
+    /// The logical Nix store directory.
+    #[arg(long, value_name = "DIR", env = "NIX_STORE_DIR", default_value = "/nix/store")]
+    pub store_dir: String,
+    /// Derivations: store paths (`/nix/store/…​.drv`) or paths of `.drv` files.
+    #[arg(value_name = "DRV", required = true)]
+    pub drvs: Vec<String>,
+}
+
+/// A command-line mistake detected after parsing (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
+impl LoadArgs {
+    /// Load the closures of the arguments, with progress on a terminal.
+    pub fn load(&self) -> Result<Closure> {
+        let store_dir = StoreDir::new(self.store_dir.clone())
+            .map_err(|error| UsageError(format!("--store-dir {}: {error}", self.store_dir)))?;
+        let options = LoadOptions {
+            store_dir,
+            drv_dirs: self.drv_dirs.clone(),
+        };
+        let mut progress = Progress::new();
+        let closure = Closure::load_with_progress(&options, &self.drvs, |n| progress.update(n))
+            .map_err(|error| match error {
+                drvmeta::Error::BadDrvDir { .. } | drvmeta::Error::BadPath { .. } => {
+                    anyhow::Error::new(UsageError(error.to_string()))
+                }
+                other => anyhow::Error::new(other),
+            });
+        progress.finish();
+        closure
+    }
+}
+
+/// "loading derivations: N" on stderr, only when it is a terminal and the
+/// walk takes long enough to matter.
+struct Progress {
+    enabled: bool,
+    shown: bool,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            enabled: io::stderr().is_terminal(),
+            shown: false,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn update(&mut self, loaded: usize) {
+        if self.enabled && self.started.elapsed().as_millis() > 200 {
+            eprint!("\rloading derivations: {loaded}");
+            self.shown = true;
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// Write a JSON value to stdout, pretty or compact, with a final newline.
+pub fn write_json(value: &impl serde::Serialize, pretty: bool) -> io::Result<()> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if pretty {
+        serde_json::to_writer_pretty(&mut out, value)?;
+    } else {
+        serde_json::to_writer(&mut out, value)?;
+    }
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Parse the command line, run the command and map the result to an exit
+/// status. A closed stdout (`drvmeta … | head`) is success.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Hash(args) => hash::run(args),
+        Command::Show(args) => show::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) if is_broken_pipe(&error) => ExitCode::from(EXIT_OK),
+        Err(error) => {
+            eprintln!("drvmeta: error: {error:#}");
+            if error.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_PROBLEM)
+            }
+        }
+    }
+}

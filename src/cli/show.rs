@@ -1,0 +1,32 @@
+//! `drvmeta show`: Nix's derivation JSON plus the `meta` extension.
+
+use std::io::{self, IsTerminal};
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{EXIT_OK, LoadArgs, write_json};
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Show every derivation of the closures, not just the arguments.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Pretty-print (the default when stdout is a terminal).
+    #[arg(long)]
+    pretty: bool,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+pub fn run(args: &ShowArgs) -> Result<u8> {
+    let closure = args.load.load()?;
+    let positions: Vec<usize> = if args.recursive {
+        (0..closure.nodes().len()).collect()
+    } else {
+        closure.roots().to_vec()
+    };
+    let document = drvmeta::show::document(&closure, &positions)?;
+    write_json(&document, args.pretty || io::stdout().is_terminal())?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,346 @@
+//! Loading derivations and their closures from the store and `--drv-dir`s.
+//!
+//! Every `.drv` is read and parsed once per [`Closure`]; the nodes are kept in
+//! dependency order (inputs before dependents), so any walk that needs the
+//! results of the inputs is a single forward pass over [`Closure::nodes`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use nix_derivation::{Derivation, StoreDir, StorePath};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Where to look for derivations.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The logical store directory (`/nix/store` by default). Input
+    /// derivations not found in a `drv_dir` are read at their path here.
+    pub store_dir: StoreDir,
+    /// Directories searched first, in order, for input derivations by base
+    /// name (`<hash>-<name>.drv`).
+    pub drv_dirs: Vec<PathBuf>,
+}
+
+impl LoadOptions {
+    /// Check that every `drv_dir` is a readable directory.
+    ///
+    /// # Errors
+    /// [`Error::BadDrvDir`] naming the first directory that is not.
+    pub fn check(&self) -> Result<()> {
+        for dir in &self.drv_dirs {
+            let reason = match std::fs::metadata(dir) {
+                Ok(meta) if meta.is_dir() => match std::fs::read_dir(dir) {
+                    Ok(_) => continue,
+                    Err(error) => error.to_string(),
+                },
+                Ok(_) => "not a directory".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            return Err(Error::BadDrvDir {
+                dir: dir.clone(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// The file a derivation with this store path is read from: the first
+    /// `drv_dir` holding its base name, else its path in the store directory.
+    #[must_use]
+    pub fn locate(&self, path: &StorePath) -> PathBuf {
+        let base = path.to_basename();
+        self.drv_dirs
+            .iter()
+            .map(|dir| dir.join(&base))
+            .find(|candidate| candidate.is_file())
+            .unwrap_or_else(|| PathBuf::from(path.to_absolute_path_in(&self.store_dir)))
+    }
+
+    /// Resolve a command-line argument: a store path of a derivation, or the
+    /// path of a `.drv` file anywhere (its store path is then the store
+    /// directory joined with its base name).
+    ///
+    /// # Errors
+    /// [`Error::BadPath`] when the argument names no derivation.
+    pub fn resolve_arg(&self, arg: &str) -> Result<(StorePath, PathBuf)> {
+        let bad = |reason: String| Error::BadPath {
+            path: arg.to_owned(),
+            reason,
+        };
+        let in_store = arg
+            .strip_prefix(self.store_dir.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|rest| !rest.contains('/'));
+        if let Some(base) = in_store {
+            let path = parse_base(base).map_err(bad)?;
+            let file = self.locate(&path);
+            return Ok((path, file));
+        }
+        let file = PathBuf::from(arg);
+        let base = file
+            .file_name()
+            .and_then(|name| name.to_str())
+            .ok_or_else(|| bad("no UTF-8 file name".to_owned()))?
+            .to_owned();
+        let path = parse_base(&base).map_err(bad)?;
+        Ok((path, file))
+    }
+}
+
+fn parse_base(base: &str) -> std::result::Result<StorePath, String> {
+    let path = StorePath::from_basename(base.as_bytes()).map_err(|error| error.to_string())?;
+    if path.is_derivation() {
+        Ok(path)
+    } else {
+        Err("the name does not end in .drv".to_owned())
+    }
+}
+
+/// The derivation name (without `.drv`) of a derivation store path.
+#[must_use]
+pub fn drv_name(path: &StorePath) -> &str {
+    path.name().strip_suffix(".drv").unwrap_or(path.name())
+}
+
+/// One loaded derivation.
+#[derive(Debug)]
+pub struct DrvNode {
+    /// Its store path (logical, in the configured store directory).
+    pub path: StorePath,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// The parsed derivation.
+    pub drv: Derivation,
+    /// Whether the file's bytes hash to `path` (Nix's text-path rule).
+    pub path_matches: bool,
+    /// Indices in [`Closure::nodes`] of the input derivations, in the order
+    /// of [`Derivation::input_derivations`].
+    pub inputs: Vec<usize>,
+}
+
+/// A set of derivations closed under their inputs, in dependency order.
+#[derive(Debug)]
+pub struct Closure {
+    store_dir: StoreDir,
+    nodes: Vec<DrvNode>,
+    index: HashMap<StorePath, usize>,
+    roots: Vec<usize>,
+}
+
+/// A derivation read and parsed, not yet placed in the closure order.
+struct Loaded {
+    path: StorePath,
+    file: PathBuf,
+    drv: Derivation,
+    path_matches: bool,
+}
+
+fn load_one(store_dir: &StoreDir, path: StorePath, file: PathBuf) -> Result<Loaded> {
+    let bytes = std::fs::read(&file).map_err(|source| Error::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let drv = Derivation::from_aterm_bytes_in(&bytes, drv_name(&path), store_dir.clone())
+        .map_err(|source| Error::Parse {
+            file: file.clone(),
+            source,
+        })?;
+    let path_matches = store_dir
+        .build_text_path(
+            path.name(),
+            &bytes,
+            drv.input_derivations().keys().chain(drv.input_sources()),
+        )
+        .is_ok_and(|computed| computed == path);
+    Ok(Loaded {
+        path,
+        file,
+        drv,
+        path_matches,
+    })
+}
+
+impl Closure {
+    /// Load the closures of `roots` (command-line arguments, see
+    /// [`LoadOptions::resolve_arg`]).
+    ///
+    /// # Errors
+    /// Bad arguments or `--drv-dir`s, unreadable or unparsable files, missing
+    /// inputs (naming the derivation that needs them) and cycles.
+    pub fn load(options: &LoadOptions, roots: &[String]) -> Result<Self> {
+        Self::load_with_progress(options, roots, |_| {})
+    }
+
+    /// [`Self::load`], calling `progress` with the number of derivations
+    /// loaded so far after each batch.
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn load_with_progress(
+        options: &LoadOptions,
+        roots: &[String],
+        mut progress: impl FnMut(usize),
+    ) -> Result<Self> {
+        options.check()?;
+        let mut loaded: Vec<Loaded> = Vec::new();
+        let mut seen: HashMap<StorePath, usize> = HashMap::new();
+        let mut root_paths = Vec::with_capacity(roots.len());
+        // Each wave is read and parsed in parallel; the next wave is the set
+        // of inputs not seen yet, each with the derivation that first needed it.
+        let mut wave: Vec<(StorePath, PathBuf, Option<usize>)> = Vec::new();
+        for arg in roots {
+            let (path, file) = options.resolve_arg(arg)?;
+            root_paths.push(path.clone());
+            if !seen.contains_key(&path) {
+                seen.insert(path.clone(), usize::MAX);
+                wave.push((path, file, None));
+            }
+        }
+        while !wave.is_empty() {
+            let results: Vec<Result<Loaded>> = wave
+                .into_par_iter()
+                .map(|(path, file, needed_by)| {
+                    let exists = needed_by.is_none() || file.exists();
+                    if exists {
+                        load_one(&options.store_dir, path, file)
+                    } else {
+                        Err(Error::MissingInput {
+                            missing: path.to_absolute_path_in(&options.store_dir),
+                            needed_by: needed_by.map_or_else(String::new, |i| {
+                                loaded[i].path.to_absolute_path_in(&options.store_dir)
+                            }),
+                            looked_at: file,
+                        })
+                    }
+                })
+                .collect();
+            let mut next = Vec::new();
+            for result in results {
+                let node = result?;
+                let position = loaded.len();
+                seen.insert(node.path.clone(), position);
+                for input in node.drv.input_derivations().keys() {
+                    if !seen.contains_key(input) {
+                        seen.insert(input.clone(), usize::MAX);
+                        next.push((input.clone(), options.locate(input), Some(position)));
+                    }
+                }
+                loaded.push(node);
+            }
+            progress(loaded.len());
+            wave = next;
+        }
+        Self::order(options.store_dir.clone(), loaded, &seen, &root_paths)
+    }
+
+    /// Put loaded derivations in dependency order with an iterative
+    /// depth-first walk, detecting cycles.
+    fn order(
+        store_dir: StoreDir,
+        loaded: Vec<Loaded>,
+        positions: &HashMap<StorePath, usize>,
+        roots: &[StorePath],
+    ) -> Result<Self> {
+        const NEW: u8 = 0;
+        const OPEN: u8 = 1;
+        const DONE: u8 = 2;
+        let edges: Vec<Vec<usize>> = loaded
+            .iter()
+            .map(|node| {
+                node.drv
+                    .input_derivations()
+                    .keys()
+                    .map(|input| positions[input])
+                    .collect()
+            })
+            .collect();
+        let mut state = vec![NEW; loaded.len()];
+        let mut order = Vec::with_capacity(loaded.len());
+        for start in 0..loaded.len() {
+            if state[start] != NEW {
+                continue;
+            }
+            let mut stack = vec![(start, 0_usize)];
+            state[start] = OPEN;
+            while let Some((node, next_edge)) = stack.last_mut() {
+                if let Some(&child) = edges[*node].get(*next_edge) {
+                    *next_edge += 1;
+                    match state[child] {
+                        NEW => {
+                            state[child] = OPEN;
+                            stack.push((child, 0));
+                        }
+                        OPEN => {
+                            return Err(Error::Cycle {
+                                path: loaded[child].path.to_absolute_path_in(&store_dir),
+                            });
+                        }
+                        _ => {}
+                    }
+                } else {
+                    state[*node] = DONE;
+                    order.push(*node);
+                    stack.pop();
+                }
+            }
+        }
+        let mut new_index = vec![0; loaded.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_index[old] = new;
+        }
+        let mut slots: Vec<Option<Loaded>> = loaded.into_iter().map(Some).collect();
+        let mut nodes = Vec::with_capacity(order.len());
+        let mut index = HashMap::with_capacity(order.len());
+        for &old in &order {
+            let node = slots[old].take().expect("each node is placed once");
+            let inputs = edges[old].iter().map(|&i| new_index[i]).collect();
+            index.insert(node.path.clone(), nodes.len());
+            nodes.push(DrvNode {
+                path: node.path,
+                file: node.file,
+                drv: node.drv,
+                path_matches: node.path_matches,
+                inputs,
+            });
+        }
+        let roots = roots.iter().map(|path| index[path]).collect();
+        Ok(Self {
+            store_dir,
+            nodes,
+            index,
+            roots,
+        })
+    }
+
+    /// The logical store directory of the closure.
+    #[must_use]
+    pub fn store_dir(&self) -> &StoreDir {
+        &self.store_dir
+    }
+
+    /// All derivations, inputs before dependents.
+    #[must_use]
+    pub fn nodes(&self) -> &[DrvNode] {
+        &self.nodes
+    }
+
+    /// Indices of the roots, in the order given (duplicates kept).
+    #[must_use]
+    pub fn roots(&self) -> &[usize] {
+        &self.roots
+    }
+
+    /// The index of a derivation in [`Self::nodes`].
+    #[must_use]
+    pub fn position(&self, path: &StorePath) -> Option<usize> {
+        self.index.get(path).copied()
+    }
+
+    /// Render a store path of this closure's store directory.
+    #[must_use]
+    pub fn render(&self, path: &StorePath) -> String {
+        path.to_absolute_path_in(&self.store_dir)
+    }
+}

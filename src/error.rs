@@ -1,0 +1,83 @@
+//! Typed errors of the drvmeta library.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Everything that can go wrong while loading, hashing or showing derivations.
+///
+/// Every variant names the file or derivation it is about, so a message can be
+/// printed as is.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A `.drv` file could not be read.
+    #[error("{}: cannot read: {source}", file.display())]
+    Read {
+        /// The file that failed.
+        file: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A `.drv` file is not a derivation `ATerm` (the message carries the byte offset).
+    #[error("{}: {source}", file.display())]
+    Parse {
+        /// The file that failed.
+        file: PathBuf,
+        /// The parser's error, with the byte offset where it stopped.
+        source: nix_derivation::Error,
+    },
+    /// A path given on the command line or found in a derivation is not a valid
+    /// store path or `.drv` file name.
+    #[error("{path}: not a derivation store path or .drv file: {reason}")]
+    BadPath {
+        /// The offending path, as given.
+        path: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A `--drv-dir` does not exist or is not a directory.
+    #[error("{}: --drv-dir is not a readable directory: {reason}", dir.display())]
+    BadDrvDir {
+        /// The directory as given.
+        dir: PathBuf,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// An input derivation is in neither a `--drv-dir` nor the store directory.
+    #[error(
+        "input derivation {missing} (needed by {needed_by}) was not found in any --drv-dir nor at {}",
+        looked_at.display()
+    )]
+    MissingInput {
+        /// The input derivation that is missing.
+        missing: String,
+        /// The derivation that lists it as an input.
+        needed_by: String,
+        /// Where it was last looked for.
+        looked_at: PathBuf,
+    },
+    /// The input derivations form a cycle, which real store paths cannot do.
+    #[error("input derivations form a cycle through {path}")]
+    Cycle {
+        /// A derivation on the cycle.
+        path: String,
+    },
+    /// A derivation asked for is not part of the loaded closure.
+    #[error("{path} is not part of the loaded closure")]
+    NotInClosure {
+        /// The derivation asked for.
+        path: String,
+    },
+    /// A derivation could not be converted to Nix's JSON form.
+    #[error("{path}: cannot render as derivation JSON: {source}")]
+    Json {
+        /// The derivation.
+        path: String,
+        /// The reason given by `nix-derivation`.
+        source: nix_derivation::Error,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,260 @@
+//! Classic hash modulo and hash modulo meta over a closure, memoised.
+//!
+//! Both hashes are computed by `nix-derivation`; this module only decides
+//! *which* derivation is hashed and which input hashes it sees:
+//!
+//! - **classic**: the derivation as written, each input contributing its
+//!   classic input-form hash — exactly what Nix computes.
+//! - **modulo meta**: the derivation's *meta-normal form*: stripped of meta
+//!   when opted in ([`crate::meta`]), each input contributing its
+//!   modulo-meta input-form hash, and its own outputs (paths and environment
+//!   entries) set to the paths that result. For a derivation of a meta-free
+//!   closure this is the derivation itself, so both hashes agree; for a
+//!   derivation written by a derivation-meta Nix it is the byte-exact
+//!   derivation a meta-free instantiation gives.
+//!
+//! Each derivation is hashed once per run, inputs before dependents
+//! ([`crate::closure::Closure::nodes`] order).
+
+use std::collections::BTreeMap;
+
+use nix_derivation::{
+    Derivation, DerivationModuloHash, InputDerivationHash, InputResolutionError, Output,
+    OutputPathHash, StoreDir, StorePath,
+};
+
+use crate::closure::Closure;
+use crate::meta::{self, MetaInfo};
+
+/// The hashes of one derivation under one hashing scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashes {
+    /// Output form (outputs masked): decides the derivation's own
+    /// input-addressed output paths. `None` for fixed-output, floating CA and
+    /// impure derivations, and while an input is deferred.
+    pub output_hash: Option<DerivationModuloHash>,
+    /// Input form: what dependents see. For a fixed-output derivation this is
+    /// the fixed-output hash.
+    pub input_hash: InputDerivationHash,
+    /// Output paths, `None` where they are not known before building.
+    pub outputs: BTreeMap<String, Option<StorePath>>,
+}
+
+impl Hashes {
+    /// The input-form hash, `None` when deferred.
+    #[must_use]
+    pub fn input_hash_value(&self) -> Option<DerivationModuloHash> {
+        match self.input_hash {
+            InputDerivationHash::Regular(hash) | InputDerivationHash::FixedOutput(hash) => {
+                Some(hash)
+            }
+            InputDerivationHash::Deferred => None,
+        }
+    }
+}
+
+/// Classic and modulo-meta hashes of one derivation, or why they could not
+/// be computed.
+#[derive(Debug, Clone)]
+pub struct NodeHashes {
+    /// What the derivation says about `__meta`.
+    pub meta: MetaInfo,
+    /// The classic hashes (what Nix computes).
+    pub classic: Result<Hashes, String>,
+    /// The hashes modulo meta.
+    pub modulo_meta: Result<Hashes, String>,
+}
+
+impl NodeHashes {
+    /// Reasons the derivation is invalid: meta problems and hashing errors.
+    #[must_use]
+    pub fn errors(&self) -> Vec<String> {
+        let mut errors = self.meta.problems.clone();
+        if let Err(error) = &self.classic {
+            errors.push(error.clone());
+        }
+        if let Err(error) = &self.modulo_meta
+            && self.classic.as_ref().err() != Some(error)
+        {
+            errors.push(format!("modulo meta: {error}"));
+        }
+        errors
+    }
+}
+
+/// Hash every derivation of `closure`, returning results in
+/// [`Closure::nodes`] order.
+#[must_use]
+pub fn hash_closure(closure: &Closure) -> Vec<NodeHashes> {
+    let store_dir = closure.store_dir();
+    let mut results: Vec<NodeHashes> = Vec::with_capacity(closure.nodes().len());
+    for node in closure.nodes() {
+        let drv = &node.drv;
+        let lookup = |scheme: fn(&NodeHashes) -> &Result<Hashes, String>| {
+            let results = &results;
+            move |input: &StorePath| -> Result<InputDerivationHash, String> {
+                let position = closure
+                    .position(input)
+                    .expect("a loaded closure holds every input");
+                scheme(&results[position])
+                    .as_ref()
+                    .map(|hashes| hashes.input_hash)
+                    .map_err(|_| "the input is invalid".to_owned())
+            }
+        };
+        let classic = hashes_of(store_dir, drv, lookup(|r| &r.classic));
+        let info = meta::inspect(drv);
+        let inputs_unchanged = node.inputs.iter().all(|&i| {
+            let input = &results[i];
+            match (&input.classic, &input.modulo_meta) {
+                (Ok(classic), Ok(modulo)) => classic.input_hash == modulo.input_hash,
+                _ => false,
+            }
+        });
+        let modulo_meta = if !info.opt_in && inputs_unchanged {
+            classic.clone()
+        } else {
+            meta_normal_form(drv, lookup(|r| &r.modulo_meta))
+                .and_then(|normal| hashes_of(store_dir, &normal, lookup(|r| &r.modulo_meta)))
+        };
+        results.push(NodeHashes {
+            meta: info,
+            classic,
+            modulo_meta,
+        });
+    }
+    results
+}
+
+fn resolution_error(error: InputResolutionError<String>, store_dir: &StoreDir) -> String {
+    match error {
+        InputResolutionError::Derivation(error) => error.to_string(),
+        InputResolutionError::Resolve { path, error } => format!(
+            "input derivation {}: {error}",
+            path.to_absolute_path_in(store_dir)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The derivation as a meta-free Nix would have written it, as far as this
+/// derivation alone decides: meta stripped when opted in, own outputs set
+/// from the modulo-meta hashes of the inputs.
+///
+/// # Errors
+/// A message when the derivation is invalid or an input is.
+pub fn meta_normal_form(
+    drv: &Derivation,
+    resolve: impl FnMut(&StorePath) -> Result<InputDerivationHash, String>,
+) -> Result<Derivation, String> {
+    let mut builder = drv.clone().into_builder();
+    if let Some(stripped) = meta::stripped_attrs(drv) {
+        *builder.structured_attrs_mut() = Some(stripped);
+    }
+    builder
+        .try_build_with_input_hashes(resolve)
+        .map(nix_derivation::ValidatedDerivation::into_derivation)
+        .map_err(|error| resolution_error(error, drv.store_dir()))
+}
+
+fn is_input_addressed(drv: &Derivation) -> bool {
+    drv.outputs()
+        .values()
+        .all(|output| matches!(output, Output::InputAddressed { .. } | Output::Deferred))
+}
+
+/// Hash one derivation with the given input hashes.
+///
+/// # Errors
+/// A message when the derivation is invalid or an input is.
+pub fn hashes_of(
+    store_dir: &StoreDir,
+    drv: &Derivation,
+    mut resolve: impl FnMut(&StorePath) -> Result<InputDerivationHash, String>,
+) -> Result<Hashes, String> {
+    let input_hash = drv
+        .try_hash_input_derivation_modulo(&mut resolve)
+        .map_err(|error| resolution_error(error, store_dir))?;
+    let output_hash = if is_input_addressed(drv) {
+        match drv
+            .try_hash_output_path_modulo(&mut resolve)
+            .map_err(|error| resolution_error(error, store_dir))?
+        {
+            OutputPathHash::Ready(hash) => Some(hash),
+            OutputPathHash::Deferred => None,
+        }
+    } else {
+        None
+    };
+    let name = drv.name();
+    let outputs = drv
+        .outputs()
+        .iter()
+        .map(|(output_name, output)| {
+            let path = match output {
+                Output::InputAddressed { .. } | Output::Deferred => output_hash
+                    .map(|hash| store_dir.build_output_path(hash, output_name, name))
+                    .transpose()
+                    .map_err(|error| error.to_string()),
+                Output::Fixed { .. } => output
+                    .path_in(store_dir, name, output_name)
+                    .map_err(|error| error.to_string()),
+                Output::Floating { .. } | Output::Impure { .. } => Ok(None),
+            }
+            .map_err(|error| format!("output {output_name:?}: {error}"))?;
+            Ok((output_name.clone(), path))
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Hashes {
+        output_hash,
+        input_hash,
+        outputs,
+    })
+}
+
+/// The output paths as written in the derivation (`None` where empty).
+#[must_use]
+pub fn recorded_outputs(store_dir: &StoreDir, drv: &Derivation) -> BTreeMap<String, Option<StorePath>> {
+    drv.outputs()
+        .iter()
+        .map(|(name, output)| {
+            (
+                name.clone(),
+                output.path_in(store_dir, drv.name(), name).ok().flatten(),
+            )
+        })
+        .collect()
+}
+
+/// Which computed output paths agree with the ones written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordedMatches {
+    /// Only the classic paths (a derivation written by a classic Nix, whose
+    /// meta changes its outputs).
+    Classic,
+    /// Only the modulo-meta paths (written by a derivation-meta Nix).
+    ModuloMeta,
+    /// Both (meta does not change the outputs).
+    Both,
+    /// Neither: the derivation is inconsistent.
+    Neither,
+}
+
+impl RecordedMatches {
+    /// Compare recorded outputs with both computed sets.
+    #[must_use]
+    pub fn compare(
+        recorded: &BTreeMap<String, Option<StorePath>>,
+        classic: Option<&Hashes>,
+        modulo_meta: Option<&Hashes>,
+    ) -> Self {
+        let same = |hashes: Option<&Hashes>| hashes.is_some_and(|h| &h.outputs == recorded);
+        match (same(classic), same(modulo_meta)) {
+            (true, true) => Self::Both,
+            (true, false) => Self::Classic,
+            (false, true) => Self::ModuloMeta,
+            (false, false) => Self::Neither,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The `drvmeta hash` report: stable, documented JSON field names
+//! (`docs/hash-json.md`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::closure::{Closure, drv_name};
+use crate::hashing::{Hashes, NodeHashes, RecordedMatches, recorded_outputs};
+use crate::meta;
+
+/// The whole report: one entry per derivation, keyed by store path.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HashReport {
+    /// Reports keyed by the derivation's store path.
+    pub derivations: BTreeMap<String, DrvReport>,
+}
+
+/// Hashes of one derivation under one scheme, rendered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HashesReport {
+    /// Output-form hash (hex), null when not input-addressed or deferred.
+    pub output_hash: Option<String>,
+    /// Input-form hash (hex), null when deferred.
+    pub input_hash: Option<String>,
+    /// Output paths, null where unknown before building.
+    pub outputs: BTreeMap<String, Option<String>>,
+}
+
+/// The report on one derivation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrvReport {
+    /// The derivation name (store path name without `.drv`).
+    pub name: String,
+    /// Whether the derivation is opted in to hash modulo meta.
+    pub meta_opt_in: bool,
+    /// The `__meta` object when opted in, null otherwise.
+    pub meta: Option<Value>,
+    /// Lints (see `docs/lints.md`).
+    pub warnings: Vec<String>,
+    /// Why the derivation is invalid; empty when it is valid.
+    pub errors: Vec<String>,
+    /// Whether the file's bytes hash to its own store path.
+    pub drv_path_matches: bool,
+    /// Output paths as written in the file.
+    pub recorded_outputs: BTreeMap<String, Option<String>>,
+    /// Classic hashes (what Nix computes).
+    pub classic: HashesReport,
+    /// Hashes modulo meta.
+    pub modulo_meta: HashesReport,
+    /// Which computed outputs equal the recorded ones.
+    pub recorded_matches: RecordedMatches,
+}
+
+impl DrvReport {
+    /// Whether the derivation is inconsistent or invalid (exit status 1).
+    #[must_use]
+    pub fn is_problem(&self) -> bool {
+        !self.errors.is_empty()
+            || !self.drv_path_matches
+            || self.recorded_matches == RecordedMatches::Neither
+    }
+
+    /// Whether meta changes any output path.
+    #[must_use]
+    pub fn meta_changes_outputs(&self) -> bool {
+        self.classic.outputs != self.modulo_meta.outputs
+    }
+}
+
+fn render_hashes(closure: &Closure, hashes: &Result<Hashes, String>, names: &[&String]) -> HashesReport {
+    match hashes {
+        Ok(hashes) => HashesReport {
+            output_hash: hashes.output_hash.map(|h| h.to_string()),
+            input_hash: hashes.input_hash_value().map(|h| h.to_string()),
+            outputs: hashes
+                .outputs
+                .iter()
+                .map(|(name, path)| (name.clone(), path.as_ref().map(|p| closure.render(p))))
+                .collect(),
+        },
+        Err(_) => HashesReport {
+            output_hash: None,
+            input_hash: None,
+            outputs: names.iter().map(|name| ((*name).clone(), None)).collect(),
+        },
+    }
+}
+
+/// Build the report for the derivations at `positions` of `closure`.
+#[must_use]
+pub fn build(closure: &Closure, hashes: &[NodeHashes], positions: &[usize]) -> HashReport {
+    let mut report = HashReport::default();
+    for &position in positions {
+        let node = &closure.nodes()[position];
+        let result = &hashes[position];
+        let recorded = recorded_outputs(closure.store_dir(), &node.drv);
+        let names: Vec<&String> = node.drv.outputs().keys().collect();
+        let recorded_matches = RecordedMatches::compare(
+            &recorded,
+            result.classic.as_ref().ok(),
+            result.modulo_meta.as_ref().ok(),
+        );
+        let drv_report = DrvReport {
+            name: drv_name(&node.path).to_owned(),
+            meta_opt_in: result.meta.opt_in,
+            meta: meta::meta_object(&node.drv).map(|m| Value::Object(m.clone())),
+            warnings: result.meta.lints.iter().map(ToString::to_string).collect(),
+            errors: result.errors(),
+            drv_path_matches: node.path_matches,
+            recorded_outputs: recorded
+                .iter()
+                .map(|(name, path)| (name.clone(), path.as_ref().map(|p| closure.render(p))))
+                .collect(),
+            classic: render_hashes(closure, &result.classic, &names),
+            modulo_meta: render_hashes(closure, &result.modulo_meta, &names),
+            recorded_matches,
+        };
+        report
+            .derivations
+            .insert(closure.render(&node.path), drv_report);
+    }
+    report
+}
