@@ -60,7 +60,9 @@ impl LoadOptions {
 
     /// Resolve a command-line argument: a store path of a derivation, or the
     /// path of a `.drv` file anywhere (its store path is then the store
-    /// directory joined with its base name).
+    /// directory joined with its base name). Nix's `drv!output` form (what
+    /// `nix-instantiate` prints for a derivation whose first output is not
+    /// `out`) names the derivation itself.
     ///
     /// # Errors
     /// [`Error::BadPath`] when the argument names no derivation.
@@ -68,6 +70,10 @@ impl LoadOptions {
         let bad = |reason: String| Error::BadPath {
             path: arg.to_owned(),
             reason,
+        };
+        let arg = match arg.split_once('!') {
+            Some((drv, _outputs)) if drv.ends_with(".drv") => drv,
+            _ => arg,
         };
         let in_store = arg
             .strip_prefix(self.store_dir.as_str())
@@ -142,11 +148,12 @@ fn load_one(store_dir: &StoreDir, path: StorePath, file: PathBuf) -> Result<Load
         file: file.clone(),
         source,
     })?;
-    let drv = Derivation::from_aterm_bytes_in(&bytes, drv_name(&path), store_dir.clone())
-        .map_err(|source| Error::Parse {
+    let drv = Derivation::from_aterm_bytes_in(&bytes, drv_name(&path), store_dir.clone()).map_err(
+        |source| Error::Parse {
             file: file.clone(),
             source,
-        })?;
+        },
+    )?;
     let path_matches = store_dir
         .build_text_path(
             path.name(),

@@ -214,7 +214,10 @@ pub fn hashes_of(
 
 /// The output paths as written in the derivation (`None` where empty).
 #[must_use]
-pub fn recorded_outputs(store_dir: &StoreDir, drv: &Derivation) -> BTreeMap<String, Option<StorePath>> {
+pub fn recorded_outputs(
+    store_dir: &StoreDir,
+    drv: &Derivation,
+) -> BTreeMap<String, Option<StorePath>> {
     drv.outputs()
         .iter()
         .map(|(name, output)| {

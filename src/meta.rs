@@ -127,7 +127,10 @@ pub fn inspect(drv: &Derivation) -> MetaInfo {
         info.lints.push(Lint::FeatureWithoutMeta);
     }
     if required {
-        check_feature_list(features(attrs).map_or(&[][..], Vec::as_slice), &mut info.problems);
+        check_feature_list(
+            features(attrs).map_or(&[][..], Vec::as_slice),
+            &mut info.problems,
+        );
     }
     info
 }
@@ -218,7 +221,8 @@ mod tests {
 
     #[test]
     fn opted_in_requires_all_three_conditions() {
-        let yes = drv_with_json(r#"{"__meta":{"a":1},"requiredSystemFeatures":["derivation-meta"]}"#);
+        let yes =
+            drv_with_json(r#"{"__meta":{"a":1},"requiredSystemFeatures":["derivation-meta"]}"#);
         assert!(inspect(&yes).opt_in);
         assert!(inspect(&yes).lints.is_empty());
 
@@ -226,10 +230,14 @@ mod tests {
         assert!(!inspect(&no_feature).opt_in);
         assert_eq!(inspect(&no_feature).lints, vec![Lint::MetaNotOptedIn]);
 
-        let not_object = drv_with_json(r#"{"__meta":"x","requiredSystemFeatures":["derivation-meta"]}"#);
+        let not_object =
+            drv_with_json(r#"{"__meta":"x","requiredSystemFeatures":["derivation-meta"]}"#);
         let info = inspect(&not_object);
         assert!(!info.opt_in);
-        assert_eq!(info.lints, vec![Lint::MetaNotObject, Lint::FeatureWithoutMeta]);
+        assert_eq!(
+            info.lints,
+            vec![Lint::MetaNotObject, Lint::FeatureWithoutMeta]
+        );
 
         let no_meta = drv_with_json(r#"{"requiredSystemFeatures":["derivation-meta"]}"#);
         assert_eq!(inspect(&no_meta).lints, vec![Lint::FeatureWithoutMeta]);
@@ -238,15 +246,15 @@ mod tests {
 
     #[test]
     fn escaped_key_is_still_seen() {
-        let drv = drv_with_json(r#"{"\u005f_meta":{},"requiredSystemFeatures":["derivation-meta"]}"#);
+        let drv =
+            drv_with_json(r#"{"\u005f_meta":{},"requiredSystemFeatures":["derivation-meta"]}"#);
         assert!(inspect(&drv).opt_in);
     }
 
     #[test]
     fn unsorted_and_duplicate_features_are_problems() {
-        let unsorted = drv_with_json(
-            r#"{"__meta":{},"requiredSystemFeatures":["kvm","derivation-meta"]}"#,
-        );
+        let unsorted =
+            drv_with_json(r#"{"__meta":{},"requiredSystemFeatures":["kvm","derivation-meta"]}"#);
         let info = inspect(&unsorted);
         assert!(info.opt_in);
         assert_eq!(info.problems.len(), 1, "{info:?}");
@@ -269,7 +277,8 @@ mod tests {
             br#"{"requiredSystemFeatures":["big"],"x":1.5}"#
         );
 
-        let only = drv_with_json(r#"{"__meta":{"a":1},"requiredSystemFeatures":["derivation-meta"]}"#);
+        let only =
+            drv_with_json(r#"{"__meta":{"a":1},"requiredSystemFeatures":["derivation-meta"]}"#);
         assert_eq!(stripped_attrs(&only).unwrap().canonical_json(), b"{}");
 
         let not_opted = drv_with_json(r#"{"__meta":{"a":1}}"#);

@@ -71,7 +71,11 @@ impl DrvReport {
     }
 }
 
-fn render_hashes(closure: &Closure, hashes: &Result<Hashes, String>, names: &[&String]) -> HashesReport {
+fn render_hashes(
+    closure: &Closure,
+    hashes: &Result<Hashes, String>,
+    names: &[&String],
+) -> HashesReport {
     match hashes {
         Ok(hashes) => HashesReport {
             output_hash: hashes.output_hash.map(|h| h.to_string()),

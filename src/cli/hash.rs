@@ -93,15 +93,30 @@ pub fn human_table(report: &HashReport) -> String {
         let opt_in = if drv.meta_opt_in { "yes" } else { "no" };
         let _ = writeln!(out, "{path:<width$}  {opt_in:<6}  {}", outputs_column(drv));
         if drv.errors.is_empty() && drv.meta_changes_outputs() {
-            let name_width = drv.classic.outputs.keys().map(String::len).max().unwrap_or(0);
+            let name_width = drv
+                .classic
+                .outputs
+                .keys()
+                .map(String::len)
+                .max()
+                .unwrap_or(0);
             for (name, classic) in &drv.classic.outputs {
                 let modulo = drv.modulo_meta.outputs.get(name).cloned().flatten();
                 if classic.as_ref() == modulo.as_ref() {
                     continue;
                 }
                 let show = |p: Option<&String>| p.map_or("(unknown)", String::as_str).to_owned();
-                let _ = writeln!(out, "  {name:<name_width$}  classic      {}", show(classic.as_ref()));
-                let _ = writeln!(out, "  {:<name_width$}  modulo-meta  {}", "", show(modulo.as_ref()));
+                let _ = writeln!(
+                    out,
+                    "  {name:<name_width$}  classic      {}",
+                    show(classic.as_ref())
+                );
+                let _ = writeln!(
+                    out,
+                    "  {:<name_width$}  modulo-meta  {}",
+                    "",
+                    show(modulo.as_ref())
+                );
             }
         }
         for warning in &drv.warnings {

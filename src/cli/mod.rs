@@ -23,8 +23,10 @@ pub const EXIT_USAGE: u8 = 2;
 /// (NixOS/nix PR #16285) side by side, Nix's derivation JSON, lints.
 #[derive(Debug, Parser)]
 #[command(name = "drvmeta", version, propagate_version = true)]
-#[command(after_help = "Exit status: 0 all well, 1 a derivation is invalid or inconsistent \
-(or could not be read), 2 usage error.")]
+#[command(
+    after_help = "Exit status: 0 all well, 1 a derivation is invalid or inconsistent \
+(or could not be read), 2 usage error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,7 +48,12 @@ pub struct LoadArgs {
     #[arg(long = "drv-dir", value_name = "DIR")]
     pub drv_dirs: Vec<PathBuf>,
     /// The logical Nix store directory.
-    #[arg(long, value_name = "DIR", env = "NIX_STORE_DIR", default_value = "/nix/store")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "NIX_STORE_DIR",
+        default_value = "/nix/store"
+    )]
     pub store_dir: String,
     /// Derivations: store paths (`/nix/store/…​.drv`) or paths of `.drv` files.
     #[arg(value_name = "DRV", required = true)]
