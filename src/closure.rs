@@ -5,7 +5,7 @@
 //! results of the inputs is a single forward pass over [`Closure::nodes`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix_derivation::{Derivation, StoreDir, StorePath};
 use rayon::prelude::*;
@@ -143,17 +143,60 @@ struct Loaded {
     path_matches: bool,
 }
 
+/// Parse a derivation's bytes, rejecting what Nix's parser rejects.
+///
+/// Beyond `nix-derivation`'s syntax checks, a fixed output must record the
+/// path its content address gives (Nix checks this while parsing; the crate
+/// recomputes the path and would otherwise silently correct it).
+///
+/// # Errors
+/// [`Error::Parse`] or [`Error::Invalid`], naming `file` and the byte offset.
+pub fn parse_drv(
+    bytes: &[u8],
+    name: &str,
+    store_dir: &StoreDir,
+    file: &Path,
+) -> Result<Derivation> {
+    let drv =
+        Derivation::from_aterm_bytes_in(bytes, name, store_dir.clone()).map_err(|source| {
+            Error::Parse {
+                file: file.to_owned(),
+                source,
+            }
+        })?;
+    if let Some(nix_derivation::Output::Fixed { .. }) = drv.outputs().get("out") {
+        let expected = drv
+            .resolved_outputs()
+            .ok()
+            .and_then(|mut outputs| outputs.remove("out")?.path)
+            .map(|path| path.to_absolute_path_in(store_dir))
+            .unwrap_or_default();
+        // A fixed-output derivation has exactly one output: `[("out","<path>",…`.
+        const PREFIX: &[u8] = b"[(\"out\",\"";
+        if let Some(start) = memchr::memmem::find(bytes, PREFIX).map(|i| i + PREFIX.len()) {
+            let end = memchr::memchr(b'"', &bytes[start..]).map_or(bytes.len(), |e| start + e);
+            let recorded = &bytes[start..end];
+            if recorded != expected.as_bytes() {
+                return Err(Error::Invalid {
+                    file: file.to_owned(),
+                    offset: start,
+                    message: format!(
+                        "fixed output \"out\" records path {:?}, but its content address gives {expected:?}",
+                        String::from_utf8_lossy(recorded)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(drv)
+}
+
 fn load_one(store_dir: &StoreDir, path: StorePath, file: PathBuf) -> Result<Loaded> {
     let bytes = std::fs::read(&file).map_err(|source| Error::Read {
         file: file.clone(),
         source,
     })?;
-    let drv = Derivation::from_aterm_bytes_in(&bytes, drv_name(&path), store_dir.clone()).map_err(
-        |source| Error::Parse {
-            file: file.clone(),
-            source,
-        },
-    )?;
+    let drv = parse_drv(&bytes, drv_name(&path), store_dir, &file)?;
     let path_matches = store_dir
         .build_text_path(
             path.name(),
@@ -166,6 +209,22 @@ fn load_one(store_dir: &StoreDir, path: StorePath, file: PathBuf) -> Result<Load
         file,
         drv,
         path_matches,
+    })
+}
+
+/// Read and parse one derivation without its inputs (`inputs` is empty).
+///
+/// # Errors
+/// As [`Closure::load`], for this one file.
+pub fn read_one(options: &LoadOptions, arg: &str) -> Result<DrvNode> {
+    let (path, file) = options.resolve_arg(arg)?;
+    let loaded = load_one(&options.store_dir, path, file)?;
+    Ok(DrvNode {
+        path: loaded.path,
+        file: loaded.file,
+        drv: loaded.drv,
+        path_matches: loaded.path_matches,
+        inputs: Vec::new(),
     })
 }
 

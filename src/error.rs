@@ -27,6 +27,16 @@ pub enum Error {
         /// The parser's error, with the byte offset where it stopped.
         source: nix_derivation::Error,
     },
+    /// A `.drv` file parses but breaks a rule Nix's parser enforces.
+    #[error("{}: invalid derivation at byte {offset}: {message}", file.display())]
+    Invalid {
+        /// The file that failed.
+        file: PathBuf,
+        /// Byte offset of the offending field.
+        offset: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// A path given on the command line or found in a derivation is not a valid
     /// store path or `.drv` file name.
     #[error("{path}: not a derivation store path or .drv file: {reason}")]

@@ -16,7 +16,7 @@
 //! Each derivation is hashed once per run, inputs before dependents
 //! ([`crate::closure::Closure::nodes`] order).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use nix_derivation::{
     Derivation, DerivationModuloHash, InputDerivationHash, InputResolutionError, Output,
@@ -102,7 +102,13 @@ pub fn hash_closure(closure: &Closure) -> Vec<NodeHashes> {
                     .map_err(|_| "the input is invalid".to_owned())
             }
         };
-        let classic = hashes_of(store_dir, drv, lookup(|r| &r.classic));
+        let classic = merge_colliding_inputs(drv, lookup(|r| &r.classic)).and_then(|merged| {
+            hashes_of(
+                store_dir,
+                merged.as_ref().unwrap_or(drv),
+                lookup(|r| &r.classic),
+            )
+        });
         let info = meta::inspect(drv);
         let inputs_unchanged = node.inputs.iter().all(|&i| {
             let input = &results[i];
@@ -145,9 +151,10 @@ fn resolution_error(error: InputResolutionError<String>, store_dir: &StoreDir) -
 /// A message when the derivation is invalid or an input is.
 pub fn meta_normal_form(
     drv: &Derivation,
-    resolve: impl FnMut(&StorePath) -> Result<InputDerivationHash, String>,
+    mut resolve: impl FnMut(&StorePath) -> Result<InputDerivationHash, String>,
 ) -> Result<Derivation, String> {
-    let mut builder = drv.clone().into_builder();
+    let merged = merge_colliding_inputs(drv, &mut resolve)?;
+    let mut builder = merged.unwrap_or_else(|| drv.clone()).into_builder();
     if let Some(stripped) = meta::stripped_attrs(drv) {
         *builder.structured_attrs_mut() = Some(stripped);
     }
@@ -155,6 +162,70 @@ pub fn meta_normal_form(
         .try_build_with_input_hashes(resolve)
         .map(nix_derivation::ValidatedDerivation::into_derivation)
         .map_err(|error| resolution_error(error, drv.store_dir()))
+}
+
+/// `drv` with input derivations whose regular hashes collide merged, as Nix
+/// does; `None` when no inputs collide (the common case: nothing is copied).
+///
+/// Nix replaces each input derivation path by its hash and *unions* the
+/// requested outputs of inputs with the same hash. `nix-derivation` 0.6.1
+/// keeps only the last input's outputs (its `try_modulo_inputs` inserts
+/// into a map), which gives a wrong hash for, e.g., Nix's `parent-split`
+/// vector. Folding the colliding entries into one input beforehand makes the
+/// crate's result Nix's. The merge goes through Nix's derivation JSON so that
+/// nothing else changes (the crate's builder would fill in outputs); a
+/// derivation whose environment is not UTF-8 cannot take that route and is
+/// reported as an error in the rare case that its inputs collide.
+fn merge_colliding_inputs(
+    drv: &Derivation,
+    mut resolve: impl FnMut(&StorePath) -> Result<InputDerivationHash, String>,
+) -> Result<Option<Derivation>, String> {
+    let mut first_with_hash: HashMap<DerivationModuloHash, &StorePath> = HashMap::new();
+    let mut moves: Vec<(String, String)> = Vec::new();
+    for path in drv.input_derivations().keys() {
+        if let InputDerivationHash::Regular(hash) = resolve(path)? {
+            match first_with_hash.get(&hash) {
+                Some(first) => moves.push((path.to_basename(), first.to_basename())),
+                None => {
+                    first_with_hash.insert(hash, path);
+                }
+            }
+        }
+    }
+    if moves.is_empty() {
+        return Ok(None);
+    }
+    let context = "merging input derivations with equal hashes";
+    let mut value =
+        nix_derivation::json::to_value(drv).map_err(|error| format!("{context}: {error}"))?;
+    let inputs = value["inputs"]["drvs"]
+        .as_object_mut()
+        .ok_or_else(|| format!("{context}: no inputs.drvs object"))?;
+    for (from, into) in moves {
+        let moved = inputs.remove(&from).unwrap_or_default();
+        let has_dynamic = |v: &serde_json::Value| {
+            v["dynamicOutputs"]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+        };
+        if has_dynamic(&moved) || has_dynamic(&inputs[&into]) {
+            return Err(format!("{context}: dynamic outputs cannot be merged"));
+        }
+        let mut outputs: Vec<serde_json::Value> = inputs[&into]["outputs"]
+            .as_array()
+            .into_iter()
+            .chain(moved["outputs"].as_array())
+            .flatten()
+            .cloned()
+            .collect();
+        outputs.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+        outputs.dedup();
+        inputs[&into]["outputs"] = serde_json::Value::Array(outputs);
+    }
+    let bytes = serde_json::to_vec(&value).map_err(|error| format!("{context}: {error}"))?;
+    Derivation::from_json_bytes_in(&bytes, drv.store_dir().clone())
+        .map(Some)
+        .map_err(|error| format!("{context}: {error}"))
 }
 
 fn is_input_addressed(drv: &Derivation) -> bool {

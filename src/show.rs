@@ -5,6 +5,7 @@
 //! derivation `structuredAttrs` is shown stripped and the meta object moves to
 //! a top-level `"meta"` field (`null` for derivations that are not opted in).
 
+use nix_derivation::Derivation;
 use serde_json::{Map, Value};
 
 use crate::closure::{Closure, DrvNode};
@@ -20,17 +21,25 @@ pub const VERSION: u64 = 4;
 /// [`Error::Json`] when the derivation cannot be represented (an environment
 /// value that is not UTF-8, which Nix's JSON cannot hold either).
 pub fn derivation_value(closure: &Closure, node: &DrvNode) -> Result<Value> {
-    let mut value = nix_derivation::json::to_value(&node.drv).map_err(|source| Error::Json {
+    derivation_json(&node.drv).map_err(|source| Error::Json {
         path: closure.render(&node.path),
         source,
-    })?;
+    })
+}
+
+/// [`derivation_value`] for a derivation outside any closure.
+///
+/// # Errors
+/// As `nix_derivation::json::to_value`.
+pub fn derivation_json(drv: &Derivation) -> std::result::Result<Value, nix_derivation::Error> {
+    let mut value = nix_derivation::json::to_value(drv)?;
     let object = value
         .as_object_mut()
         .expect("nix-derivation renders a derivation as a JSON object");
-    let meta = match meta::stripped_attrs_object(&node.drv) {
+    let meta = match meta::stripped_attrs_object(drv) {
         Some(stripped) => {
             object.insert("structuredAttrs".to_owned(), Value::Object(stripped));
-            meta::meta_object(&node.drv).map(|m| Value::Object(m.clone()))
+            meta::meta_object(drv).map(|m| Value::Object(m.clone()))
         }
         None => None,
     };

@@ -81,3 +81,56 @@ pub fn seed_count(default: u64) -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+fn put_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u64(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+    out.resize(out.len() + (8 - bytes.len() % 8) % 8, 0);
+}
+
+/// A `nix-store --import` stream of regular files, written here (from the
+/// format in DESIGN.md §2.3) so tests can put arbitrary `.drv` bytes into
+/// the store and ask Nix about them.
+pub fn export_stream(items: &[(&str, &[u8], &[&str])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (path, contents, references) in items {
+        put_u64(&mut out, 1);
+        for token in ["nix-archive-1", "(", "type", "regular", "contents"] {
+            put_str(&mut out, token.as_bytes());
+        }
+        put_str(&mut out, contents);
+        put_str(&mut out, b")");
+        put_u64(&mut out, 0x4558_494e);
+        put_str(&mut out, path.as_bytes());
+        put_u64(&mut out, references.len() as u64);
+        for reference in *references {
+            put_str(&mut out, reference.as_bytes());
+        }
+        put_str(&mut out, b"");
+        put_u64(&mut out, 0);
+    }
+    put_u64(&mut out, 0);
+    out
+}
+
+/// Feed `stream` to `nix-store --import`; returns (success, stderr).
+pub fn nix_import(stream: &[u8]) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = nix("nix-store")
+        .arg("--import")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nix-store runs");
+    child.stdin.take().unwrap().write_all(stream).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
