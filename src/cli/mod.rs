@@ -143,6 +143,22 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
+/// The error and its causes, each cause only when the message so far does
+/// not already say it (library errors embed their source's text).
+fn message(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 /// Parse the command line, run the command and map the result to an exit
 /// status. A closed stdout (`drvmeta … | head`) is success.
 pub fn main() -> ExitCode {
@@ -155,7 +171,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) if is_broken_pipe(&error) => ExitCode::from(EXIT_OK),
         Err(error) => {
-            eprintln!("drvmeta: error: {error:#}");
+            eprintln!("drvmeta: error: {}", message(&error));
             if error.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
             } else {

@@ -1,0 +1,393 @@
+//! The command line: human output snapshots, JSON shape, exit statuses and
+//! bad input.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn drvmeta(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args(args)
+        .current_dir(support::project_dir())
+        .env_remove("NIX_STORE_DIR")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn fixture_root(variant: &str) -> String {
+    std::fs::read_to_string(support::project_dir().join("fixtures/kernel").join(variant))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn hash_human_table_of_the_kernel_example() {
+    let root = fixture_root("root");
+    let output = drvmeta(&[
+        "hash",
+        "--recursive",
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        &root,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    insta::assert_snapshot!("hash_kernel_meta", stdout(&output));
+}
+
+#[test]
+fn hash_human_table_of_the_meta_free_twin() {
+    let root = fixture_root("root-nometa");
+    let output = drvmeta(&[
+        "hash",
+        "-r",
+        "--drv-dir",
+        "fixtures/kernel/drvs-nometa",
+        &root,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    insta::assert_snapshot!("hash_kernel_nometa", stdout(&output));
+}
+
+#[test]
+fn hash_json_of_the_kernel_root() {
+    let root = fixture_root("root");
+    let output = drvmeta(&["hash", "--json", "--drv-dir", "fixtures/kernel/drvs", &root]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    insta::assert_json_snapshot!("hash_kernel_root_json", value);
+    let drv = &value["derivations"][&root];
+    assert_eq!(drv["metaOptIn"], true);
+    assert_eq!(drv["recordedMatches"], "classic");
+    assert_eq!(drv["meta"]["provenance"]["kernel"]["dirty"], false);
+}
+
+#[test]
+fn modulo_meta_outputs_of_the_example_equal_the_meta_free_twin() {
+    let meta = drvmeta(&[
+        "hash",
+        "--json",
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        &fixture_root("root"),
+    ]);
+    let nometa = drvmeta(&[
+        "hash",
+        "--json",
+        "--drv-dir",
+        "fixtures/kernel/drvs-nometa",
+        &fixture_root("root-nometa"),
+    ]);
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).unwrap();
+    let nometa: serde_json::Value = serde_json::from_slice(&nometa.stdout).unwrap();
+    let a = &meta["derivations"][fixture_root("root")];
+    let b = &nometa["derivations"][fixture_root("root-nometa")];
+    // The kernel's inputs are opted in too, so only the rewrite (issue 3)
+    // makes the whole closure agree; the kernel's own stripped derivation
+    // still embeds the classic paths of its inputs.
+    assert_ne!(a["classic"]["outputs"], b["classic"]["outputs"]);
+    assert_eq!(b["moduloMeta"], b["classic"]);
+}
+
+#[test]
+fn show_is_compact_when_piped_and_pretty_on_request() {
+    let root = fixture_root("root");
+    let compact = drvmeta(&["show", "--drv-dir", "fixtures/kernel/drvs", &root]);
+    assert_eq!(compact.status.code(), Some(0), "{}", stderr(&compact));
+    assert_eq!(stdout(&compact).lines().count(), 1);
+    let pretty = drvmeta(&[
+        "show",
+        "--pretty",
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        &root,
+    ]);
+    assert!(stdout(&pretty).lines().count() > 20);
+    let a: serde_json::Value = serde_json::from_slice(&compact.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&pretty.stdout).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a["version"], 4);
+    let base = root.rsplit('/').next().unwrap();
+    let drv = &a["derivations"][base];
+    assert_eq!(drv["meta"]["license"], "asl20");
+    assert!(drv["structuredAttrs"].get("__meta").is_none());
+    assert!(
+        drv["structuredAttrs"]
+            .get("requiredSystemFeatures")
+            .is_none()
+    );
+}
+
+#[test]
+fn show_recursive_lists_the_whole_closure() {
+    let root = fixture_root("root");
+    let output = drvmeta(&["show", "-r", "--drv-dir", "fixtures/kernel/drvs", &root]);
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let count = std::fs::read_dir(support::project_dir().join("fixtures/kernel/drvs"))
+        .unwrap()
+        .count();
+    assert_eq!(value["derivations"].as_object().unwrap().len(), count);
+}
+
+#[test]
+fn show_snapshot_of_a_small_derivation() {
+    let dir = support::project_dir().join("fixtures/kernel/drvs");
+    let builder = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-kernel-builder-0.17.0.drv"))
+        .unwrap();
+    let output = drvmeta(&["show", "--pretty", builder.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    insta::assert_snapshot!("show_kernel_builder", stdout(&output));
+}
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    let root = fixture_root("root");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args([
+            "show",
+            "-r",
+            "--pretty",
+            "--drv-dir",
+            "fixtures/kernel/drvs",
+            &root,
+        ])
+        .current_dir(support::project_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+// ---------------------------------------------------------------- bad input
+
+/// A store-path-like file name for test derivations.
+const HASH: &str = "00000000000000000000000000000000";
+
+fn write_drv(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(format!("{HASH}-{name}.drv"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn expect_failure(file: &Path, status: i32, needles: &[&str]) -> String {
+    let output = drvmeta(&["hash", file.to_str().unwrap()]);
+    let err = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "{}: {err}",
+        file.display()
+    );
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "{}: {needle:?} not in {err}",
+            file.display()
+        );
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn structured(json: &str) -> Vec<u8> {
+    let escaped = json.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "Derive([(\"out\",\"\",\"\",\"\")],[],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"__json\",\"{escaped}\"),(\"out\",\"\")])"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn unparsable_files_name_the_file_and_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = b"Derive([(\"out\",\"\",\"\",\"\")],[],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"out\",\"\")])";
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("truncated", valid[..valid.len() / 2].to_vec()),
+        ("garbage", b"\x00\xff\x13garbage".to_vec()),
+        ("wrong-token", valid.replace_first(b"Derive", b"Derivx")),
+        ("trailing", [&valid[..], b" extra"].concat()),
+    ];
+    for (name, bytes) in cases {
+        let file = write_drv(dir.path(), name, &bytes);
+        let base = file.file_name().unwrap().to_string_lossy().into_owned();
+        expect_failure(&file, 1, &[&base, "at byte "]);
+    }
+}
+
+trait ReplaceFirst {
+    fn replace_first(&self, from: &[u8], to: &[u8]) -> Vec<u8>;
+}
+
+impl ReplaceFirst for [u8] {
+    fn replace_first(&self, from: &[u8], to: &[u8]) -> Vec<u8> {
+        let at = self.windows(from.len()).position(|w| w == from).unwrap();
+        [&self[..at], to, &self[at + from.len()..]].concat()
+    }
+}
+
+#[test]
+fn huge_strings_are_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(32 << 20);
+    let bytes = format!(
+        "Derive([(\"out\",\"\",\"\",\"\")],[],[],\"x86_64-linux\",\"/bin/sh\",[\"{huge}\"],[(\"big\",\"{huge}\"),(\"out\",\"\")])"
+    );
+    let file = write_drv(dir.path(), "huge", bytes.as_bytes());
+    let output = drvmeta(&["hash", "--json", file.to_str().unwrap()]);
+    // Its name does not match its contents, and the output is not filled
+    // in: inconsistent (1), but read, hashed and reported.
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let drv = value["derivations"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(drv["drvPathMatches"], false);
+    assert!(drv["classic"]["outputs"]["out"].is_string());
+}
+
+#[test]
+fn very_deep_structured_attrs_are_rejected_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let depth = 100_000;
+    let json = format!("{{\"a\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
+    let file = write_drv(dir.path(), "deep", &structured(&json));
+    expect_failure(
+        &file,
+        1,
+        &["deep.drv", "structured attributes", "recursion limit"],
+    );
+}
+
+#[test]
+fn meta_that_is_not_an_object_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_drv(
+        dir.path(),
+        "meta-string",
+        &structured(r#"{"__meta":"MIT","requiredSystemFeatures":["derivation-meta"]}"#),
+    );
+    let output = drvmeta(&["hash", "--json", file.to_str().unwrap()]);
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let drv = value["derivations"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(drv["metaOptIn"], false);
+    let warnings = drv["warnings"].to_string();
+    assert!(warnings.contains("meta-not-object"), "{warnings}");
+    assert!(warnings.contains("feature-without-meta"), "{warnings}");
+    assert!(drv["errors"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn unsorted_features_make_the_derivation_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_drv(
+        dir.path(),
+        "unsorted",
+        &structured(r#"{"__meta":{},"requiredSystemFeatures":["kvm","derivation-meta"]}"#),
+    );
+    let err = expect_failure(&file, 1, &["invalid", "not sorted"]);
+    assert!(err.contains(&format!("{HASH}-unsorted.drv")), "{err}");
+}
+
+#[test]
+fn a_missing_input_names_it_and_its_dependent() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = "/nix/store/11111111111111111111111111111111-gone.drv";
+    let bytes = format!(
+        "Derive([(\"out\",\"\",\"\",\"\")],[(\"{missing}\",[\"out\"])],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"out\",\"\")])"
+    );
+    let file = write_drv(dir.path(), "needs-gone", bytes.as_bytes());
+    let output = drvmeta(&[
+        "hash",
+        "--drv-dir",
+        dir.path().to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains(missing), "{err}");
+    assert!(
+        err.contains(&format!("/nix/store/{HASH}-needs-gone.drv")),
+        "{err}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn a_missing_drv_dir_is_a_usage_error() {
+    let output = drvmeta(&[
+        "hash",
+        "--drv-dir",
+        "/nonexistent/drvs",
+        &fixture_root("root"),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("/nonexistent/drvs"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(drvmeta(&["hash"]).status.code(), Some(2));
+    assert_eq!(
+        drvmeta(&["hash", "--no-such-flag", "x"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(drvmeta(&["frobnicate"]).status.code(), Some(2));
+    let not_drv = drvmeta(&["hash", "/nix/store/00000000000000000000000000000000-x"]);
+    assert_eq!(not_drv.status.code(), Some(2), "{}", stderr(&not_drv));
+    assert!(stderr(&not_drv).contains(".drv"));
+}
+
+#[test]
+fn a_renamed_drv_is_inconsistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = support::project_dir().join("fixtures/kernel/drvs");
+    let builder = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-kernel-builder-0.17.0.drv"))
+        .unwrap();
+    let copy = write_drv(
+        dir.path(),
+        "kernel-builder-0.17.0",
+        &std::fs::read(builder).unwrap(),
+    );
+    expect_failure(&copy, 1, &["inconsistent", "do not hash to its store path"]);
+}
+
+#[test]
+fn help_mentions_every_command_and_the_exit_statuses() {
+    let output = drvmeta(&["--help"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0));
+    for needle in ["hash", "show", "Exit status"] {
+        assert!(out.contains(needle), "{needle} missing from --help:\n{out}");
+    }
+}
