@@ -23,6 +23,8 @@ use nix_derivation::{
     OutputPathHash, StoreDir, StorePath,
 };
 
+use rayon::prelude::*;
+
 use crate::closure::Closure;
 use crate::meta::{self, MetaInfo};
 
@@ -84,52 +86,91 @@ impl NodeHashes {
 
 /// Hash every derivation of `closure`, returning results in
 /// [`Closure::nodes`] order.
+///
+/// Derivations are hashed level by level (a derivation's level is one more
+/// than its deepest input's), each level in parallel.
 #[must_use]
 pub fn hash_closure(closure: &Closure) -> Vec<NodeHashes> {
-    let store_dir = closure.store_dir();
-    let mut results: Vec<NodeHashes> = Vec::with_capacity(closure.nodes().len());
-    for node in closure.nodes() {
-        let drv = &node.drv;
-        let lookup = |scheme: fn(&NodeHashes) -> &Result<Hashes, String>| {
-            let results = &results;
-            move |input: &StorePath| -> Result<InputDerivationHash, String> {
-                let position = closure
-                    .position(input)
-                    .expect("a loaded closure holds every input");
-                scheme(&results[position])
-                    .as_ref()
-                    .map(|hashes| hashes.input_hash)
-                    .map_err(|_| "the input is invalid".to_owned())
-            }
-        };
-        let classic = merge_colliding_inputs(drv, lookup(|r| &r.classic)).and_then(|merged| {
-            hashes_of(
-                store_dir,
-                merged.as_ref().unwrap_or(drv),
-                lookup(|r| &r.classic),
-            )
-        });
-        let info = meta::inspect(drv);
-        let inputs_unchanged = node.inputs.iter().all(|&i| {
-            let input = &results[i];
-            match (&input.classic, &input.modulo_meta) {
-                (Ok(classic), Ok(modulo)) => classic.input_hash == modulo.input_hash,
-                _ => false,
-            }
-        });
-        let modulo_meta = if !info.opt_in && inputs_unchanged {
-            classic.clone()
-        } else {
-            meta_normal_form(drv, lookup(|r| &r.modulo_meta))
-                .and_then(|normal| hashes_of(store_dir, &normal, lookup(|r| &r.modulo_meta)))
-        };
-        results.push(NodeHashes {
-            meta: info,
-            classic,
-            modulo_meta,
-        });
+    let nodes = closure.nodes();
+    let mut levels: Vec<usize> = Vec::with_capacity(nodes.len());
+    let mut by_level: Vec<Vec<usize>> = Vec::new();
+    for (index, node) in nodes.iter().enumerate() {
+        let level = node
+            .inputs
+            .iter()
+            .map(|&i| levels[i] + 1)
+            .max()
+            .unwrap_or(0);
+        levels.push(level);
+        if by_level.len() <= level {
+            by_level.resize_with(level + 1, Vec::new);
+        }
+        by_level[level].push(index);
+    }
+    let mut results: Vec<Option<NodeHashes>> = (0..nodes.len()).map(|_| None).collect();
+    for level in by_level {
+        let done = &results;
+        let computed: Vec<NodeHashes> = level
+            .par_iter()
+            .with_min_len(16)
+            .map(|&index| hash_node(closure, index, done))
+            .collect();
+        for (index, hashes) in level.into_iter().zip(computed) {
+            results[index] = Some(hashes);
+        }
     }
     results
+        .into_iter()
+        .map(|hashes| hashes.expect("every level was hashed"))
+        .collect()
+}
+
+/// Hash one derivation whose inputs are all in `done`.
+fn hash_node(closure: &Closure, index: usize, done: &[Option<NodeHashes>]) -> NodeHashes {
+    let node = &closure.nodes()[index];
+    let drv = &node.drv;
+    let store_dir = closure.store_dir();
+    let input = |position: usize| done[position].as_ref().expect("inputs are hashed first");
+    let lookup = |scheme: fn(&NodeHashes) -> &Result<Hashes, String>| {
+        move |path: &StorePath| -> Result<InputDerivationHash, String> {
+            let position = drv
+                .input_derivations()
+                .keys()
+                .zip(&node.inputs)
+                .find_map(|(candidate, &position)| (candidate == path).then_some(position))
+                .expect("a loaded closure holds every input");
+            scheme(input(position))
+                .as_ref()
+                .map(|hashes| hashes.input_hash)
+                .map_err(|_| "the input is invalid".to_owned())
+        }
+    };
+    let classic = merge_colliding_inputs(drv, lookup(|r| &r.classic)).and_then(|merged| {
+        hashes_of(
+            store_dir,
+            merged.as_ref().unwrap_or(drv),
+            lookup(|r| &r.classic),
+        )
+    });
+    let info = meta::inspect(drv);
+    let inputs_unchanged = node.inputs.iter().all(|&position| {
+        let input = input(position);
+        match (&input.classic, &input.modulo_meta) {
+            (Ok(classic), Ok(modulo)) => classic.input_hash == modulo.input_hash,
+            _ => false,
+        }
+    });
+    let modulo_meta = if !info.opt_in && inputs_unchanged {
+        classic.clone()
+    } else {
+        meta_normal_form(drv, lookup(|r| &r.modulo_meta))
+            .and_then(|normal| hashes_of(store_dir, &normal, lookup(|r| &r.modulo_meta)))
+    };
+    NodeHashes {
+        meta: info,
+        classic,
+        modulo_meta,
+    }
 }
 
 fn resolution_error(error: InputResolutionError<String>, store_dir: &StoreDir) -> String {

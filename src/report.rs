@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -94,38 +95,80 @@ fn render_hashes(
     }
 }
 
+/// The report on the derivation at `position` of `closure`.
+#[must_use]
+pub fn drv_report(closure: &Closure, hashes: &[NodeHashes], position: usize) -> DrvReport {
+    let node = &closure.nodes()[position];
+    let result = &hashes[position];
+    let recorded = recorded_outputs(closure.store_dir(), &node.drv);
+    let names: Vec<&String> = node.drv.outputs().keys().collect();
+    let recorded_matches = RecordedMatches::compare(
+        &recorded,
+        result.classic.as_ref().ok(),
+        result.modulo_meta.as_ref().ok(),
+    );
+    DrvReport {
+        name: drv_name(&node.path).to_owned(),
+        meta_opt_in: result.meta.opt_in,
+        meta: meta::meta_object(&node.drv).map(|m| Value::Object(m.clone())),
+        warnings: result.meta.lints.iter().map(ToString::to_string).collect(),
+        errors: result.errors(),
+        drv_path_matches: node.path_matches,
+        recorded_outputs: recorded
+            .iter()
+            .map(|(name, path)| (name.clone(), path.as_ref().map(|p| closure.render(p))))
+            .collect(),
+        classic: render_hashes(closure, &result.classic, &names),
+        modulo_meta: render_hashes(closure, &result.modulo_meta, &names),
+        recorded_matches,
+    }
+}
+
+/// Reports on the derivations at `positions`, keyed by store path and
+/// sorted by it, built in parallel.
+#[must_use]
+pub fn reports(
+    closure: &Closure,
+    hashes: &[NodeHashes],
+    positions: &[usize],
+) -> Vec<(String, DrvReport)> {
+    let mut keyed: Vec<(String, usize)> = positions
+        .iter()
+        .map(|&position| (closure.render(&closure.nodes()[position].path), position))
+        .collect();
+    keyed.sort_unstable();
+    keyed.dedup();
+    keyed
+        .into_par_iter()
+        .map(|(path, position)| (path, drv_report(closure, hashes, position)))
+        .collect()
+}
+
 /// Build the report for the derivations at `positions` of `closure`.
 #[must_use]
 pub fn build(closure: &Closure, hashes: &[NodeHashes], positions: &[usize]) -> HashReport {
-    let mut report = HashReport::default();
-    for &position in positions {
-        let node = &closure.nodes()[position];
-        let result = &hashes[position];
-        let recorded = recorded_outputs(closure.store_dir(), &node.drv);
-        let names: Vec<&String> = node.drv.outputs().keys().collect();
-        let recorded_matches = RecordedMatches::compare(
-            &recorded,
-            result.classic.as_ref().ok(),
-            result.modulo_meta.as_ref().ok(),
-        );
-        let drv_report = DrvReport {
-            name: drv_name(&node.path).to_owned(),
-            meta_opt_in: result.meta.opt_in,
-            meta: meta::meta_object(&node.drv).map(|m| Value::Object(m.clone())),
-            warnings: result.meta.lints.iter().map(ToString::to_string).collect(),
-            errors: result.errors(),
-            drv_path_matches: node.path_matches,
-            recorded_outputs: recorded
-                .iter()
-                .map(|(name, path)| (name.clone(), path.as_ref().map(|p| closure.render(p))))
-                .collect(),
-            classic: render_hashes(closure, &result.classic, &names),
-            modulo_meta: render_hashes(closure, &result.modulo_meta, &names),
-            recorded_matches,
-        };
-        report
-            .derivations
-            .insert(closure.render(&node.path), drv_report);
+    HashReport {
+        derivations: reports(closure, hashes, positions).into_iter().collect(),
     }
-    report
+}
+
+/// Write `{"derivations": {…}}` for `reports` (sorted, as from [`reports`])
+/// without building the whole document in memory.
+///
+/// # Errors
+/// Errors of `writer`.
+pub fn write_json(
+    reports: &[(String, DrvReport)],
+    writer: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    writer.write_all(b"{\"derivations\":{")?;
+    for (index, (path, report)) in reports.iter().enumerate() {
+        if index > 0 {
+            writer.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *writer, path)?;
+        writer.write_all(b":")?;
+        serde_json::to_writer(&mut *writer, report)?;
+    }
+    writer.write_all(b"}}\n")
 }

@@ -5,9 +5,9 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 use clap::Args;
-use drvmeta::report::{DrvReport, HashReport};
+use drvmeta::report::DrvReport;
 
-use super::{EXIT_OK, EXIT_PROBLEM, LoadArgs, write_json};
+use super::{EXIT_OK, EXIT_PROBLEM, LoadArgs};
 
 #[derive(Debug, Args)]
 pub struct HashArgs {
@@ -29,16 +29,16 @@ pub fn run(args: &HashArgs) -> Result<u8> {
     } else {
         closure.roots().to_vec()
     };
-    let report = drvmeta::report::build(&closure, &hashes, &positions);
+    let reports = drvmeta::report::reports(&closure, &hashes, &positions);
+    let mut out = io::BufWriter::new(io::stdout().lock());
     if args.json {
-        write_json(&report, false)?;
+        drvmeta::report::write_json(&reports, &mut out)?;
     } else {
-        let mut out = io::stdout().lock();
-        out.write_all(human_table(&report).as_bytes())?;
-        out.flush()?;
+        out.write_all(human_table(&reports).as_bytes())?;
     }
+    out.flush()?;
     let mut status = EXIT_OK;
-    for (path, drv) in &report.derivations {
+    for (path, drv) in &reports {
         if drv.is_problem() {
             status = EXIT_PROBLEM;
             for reason in problems(drv) {
@@ -79,17 +79,16 @@ fn outputs_column(drv: &DrvReport) -> &'static str {
 
 /// The human table: derivation, opt-in, effect of meta on outputs, then the
 /// differing output paths, warnings and problems indented below.
-pub fn human_table(report: &HashReport) -> String {
-    let width = report
-        .derivations
-        .keys()
-        .map(String::len)
+pub fn human_table(reports: &[(String, DrvReport)]) -> String {
+    let width = reports
+        .iter()
+        .map(|(path, _)| path.len())
         .max()
         .unwrap_or(0)
         .max("DERIVATION".len());
     let mut out = String::new();
     let _ = writeln!(out, "{:<width$}  {:<6}  OUTPUTS", "DERIVATION", "OPT-IN");
-    for (path, drv) in &report.derivations {
+    for (path, drv) in reports {
         let opt_in = if drv.meta_opt_in { "yes" } else { "no" };
         let _ = writeln!(out, "{path:<width$}  {opt_in:<6}  {}", outputs_column(drv));
         if drv.errors.is_empty() && drv.meta_changes_outputs() {
