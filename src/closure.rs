@@ -75,6 +75,12 @@ impl LoadOptions {
             Some((drv, _outputs)) if drv.ends_with(".drv") => drv,
             _ => arg,
         };
+        // A GC root or `result` link made by `nix-instantiate --add-root`.
+        let link_target = std::fs::read_link(arg)
+            .ok()
+            .filter(|target| target.is_absolute())
+            .and_then(|target| target.to_str().map(str::to_owned));
+        let arg = link_target.as_deref().unwrap_or(arg);
         let in_store = arg
             .strip_prefix(self.store_dir.as_str())
             .and_then(|rest| rest.strip_prefix('/'))
