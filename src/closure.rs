@@ -1,8 +1,15 @@
 //! Loading derivations and their closures from the store and `--drv-dir`s.
 //!
-//! Every `.drv` is read and parsed once per [`Closure`]; the nodes are kept in
-//! dependency order (inputs before dependents), so any walk that needs the
-//! results of the inputs is a single forward pass over [`Closure::nodes`].
+//! Every `.drv` is read once per [`Closure`] and checked by parsing it; the
+//! nodes are kept in dependency order (inputs before dependents), so any walk
+//! that needs the results of the inputs is a single forward pass over
+//! [`Closure::nodes`].
+//!
+//! A closure keeps the files' bytes, not the parsed derivations: a parsed
+//! derivation takes about 2.5 times the memory of its file, and a walk needs
+//! each derivation once, so [`DrvNode::derivation`] parses again on demand
+//! and the result is dropped as soon as the walk moves on. Peak memory stays
+//! near the size of the files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -123,13 +130,47 @@ pub struct DrvNode {
     pub path: StorePath,
     /// The file it was read from.
     pub file: PathBuf,
-    /// The parsed derivation.
-    pub drv: Derivation,
     /// Whether the file's bytes hash to `path` (Nix's text-path rule).
     pub path_matches: bool,
+    /// The store paths of the input derivations, in the order of
+    /// [`Derivation::input_derivations`].
+    pub input_paths: Vec<StorePath>,
     /// Indices in [`Closure::nodes`] of the input derivations, in the order
-    /// of [`Derivation::input_derivations`].
+    /// of `input_paths`.
     pub inputs: Vec<usize>,
+    bytes: Box<[u8]>,
+    store_dir: StoreDir,
+}
+
+impl DrvNode {
+    /// The file's bytes, as read.
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Parse the derivation (again: loading checked that it parses).
+    ///
+    /// # Errors
+    /// As [`parse_drv`]; only when the bytes were released with
+    /// [`Closure::release_bytes`].
+    pub fn derivation(&self) -> Result<Derivation> {
+        parse_drv(
+            &self.bytes,
+            drv_name(&self.path),
+            &self.store_dir,
+            &self.file,
+        )
+    }
+
+    /// The index in [`Closure::nodes`] of the input derivation `path`.
+    #[must_use]
+    pub fn input_position(&self, path: &StorePath) -> Option<usize> {
+        self.input_paths
+            .iter()
+            .zip(&self.inputs)
+            .find_map(|(candidate, &position)| (candidate == path).then_some(position))
+    }
 }
 
 /// A set of derivations closed under their inputs, in dependency order.
@@ -141,11 +182,12 @@ pub struct Closure {
     roots: Vec<usize>,
 }
 
-/// A derivation read and parsed, not yet placed in the closure order.
+/// A derivation read and checked, not yet placed in the closure order.
 struct Loaded {
     path: StorePath,
     file: PathBuf,
-    drv: Derivation,
+    bytes: Box<[u8]>,
+    input_paths: Vec<StorePath>,
     path_matches: bool,
 }
 
@@ -210,10 +252,12 @@ fn load_one(store_dir: &StoreDir, path: StorePath, file: PathBuf) -> Result<Load
             drv.input_derivations().keys().chain(drv.input_sources()),
         )
         .is_ok_and(|computed| computed == path);
+    let input_paths = drv.input_derivations().keys().cloned().collect();
     Ok(Loaded {
         path,
         file,
-        drv,
+        bytes: bytes.into_boxed_slice(),
+        input_paths,
         path_matches,
     })
 }
@@ -228,9 +272,11 @@ pub fn read_one(options: &LoadOptions, arg: &str) -> Result<DrvNode> {
     Ok(DrvNode {
         path: loaded.path,
         file: loaded.file,
-        drv: loaded.drv,
         path_matches: loaded.path_matches,
+        input_paths: loaded.input_paths,
         inputs: Vec::new(),
+        bytes: loaded.bytes,
+        store_dir: options.store_dir.clone(),
     })
 }
 
@@ -293,7 +339,7 @@ impl Closure {
                 let node = result?;
                 let position = loaded.len();
                 seen.insert(node.path.clone(), position);
-                for input in node.drv.input_derivations().keys() {
+                for input in &node.input_paths {
                     if !seen.contains_key(input) {
                         seen.insert(input.clone(), usize::MAX);
                         next.push((input.clone(), options.locate(input), Some(position)));
@@ -321,9 +367,8 @@ impl Closure {
         let edges: Vec<Vec<usize>> = loaded
             .iter()
             .map(|node| {
-                node.drv
-                    .input_derivations()
-                    .keys()
+                node.input_paths
+                    .iter()
                     .map(|input| positions[input])
                     .collect()
             })
@@ -372,9 +417,11 @@ impl Closure {
             nodes.push(DrvNode {
                 path: node.path,
                 file: node.file,
-                drv: node.drv,
                 path_matches: node.path_matches,
+                input_paths: node.input_paths,
                 inputs,
+                bytes: node.bytes,
+                store_dir: store_dir.clone(),
             });
         }
         let roots = roots.iter().map(|path| index[path]).collect();
@@ -408,6 +455,14 @@ impl Closure {
     #[must_use]
     pub fn position(&self, path: &StorePath) -> Option<usize> {
         self.index.get(path).copied()
+    }
+
+    /// Free the files' bytes once no walk needs the derivations any more
+    /// (after hashing, say); [`DrvNode::derivation`] fails afterwards.
+    pub fn release_bytes(&mut self) {
+        for node in &mut self.nodes {
+            node.bytes = Box::default();
+        }
     }
 
     /// Render a store path of this closure's store directory.

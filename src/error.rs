@@ -79,6 +79,12 @@ pub enum Error {
         /// The derivation asked for.
         path: String,
     },
+    /// Writing output failed.
+    #[error("cannot write output: {source}")]
+    Write {
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A derivation could not be converted to Nix's JSON form.
     #[error("{path}: cannot render as derivation JSON: {source}")]
     Json {

@@ -16,7 +16,7 @@
 //! Each derivation is hashed once per run, inputs before dependents
 //! ([`crate::closure::Closure::nodes`] order).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use nix_derivation::{
     Derivation, DerivationModuloHash, InputDerivationHash, InputResolutionError, Output,
@@ -28,6 +28,11 @@ use rayon::prelude::*;
 use crate::closure::Closure;
 use crate::meta::{self, MetaInfo};
 
+/// Output paths by output name, sorted by name. A vector rather than a map:
+/// most derivations have one output, and a closure holds three of these per
+/// derivation.
+pub type OutputPaths = Vec<(String, Option<StorePath>)>;
+
 /// The hashes of one derivation under one hashing scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hashes {
@@ -38,8 +43,9 @@ pub struct Hashes {
     /// Input form: what dependents see. For a fixed-output derivation this is
     /// the fixed-output hash.
     pub input_hash: InputDerivationHash,
-    /// Output paths, `None` where they are not known before building.
-    pub outputs: BTreeMap<String, Option<StorePath>>,
+    /// Output paths by output name (sorted), `None` where they are not known
+    /// before building.
+    pub outputs: OutputPaths,
 }
 
 impl Hashes {
@@ -56,11 +62,15 @@ impl Hashes {
 }
 
 /// Classic and modulo-meta hashes of one derivation, or why they could not
-/// be computed.
+/// be computed, with what reports need from the derivation itself.
 #[derive(Debug, Clone)]
 pub struct NodeHashes {
     /// What the derivation says about `__meta`.
     pub meta: MetaInfo,
+    /// The `__meta` object when opted in.
+    pub meta_object: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The output paths as written in the file.
+    pub recorded: OutputPaths,
     /// The classic hashes (what Nix computes).
     pub classic: Result<Hashes, String>,
     /// The hashes modulo meta.
@@ -128,16 +138,25 @@ pub fn hash_closure(closure: &Closure) -> Vec<NodeHashes> {
 /// Hash one derivation whose inputs are all in `done`.
 fn hash_node(closure: &Closure, index: usize, done: &[Option<NodeHashes>]) -> NodeHashes {
     let node = &closure.nodes()[index];
-    let drv = &node.drv;
+    let drv = match node.derivation() {
+        Ok(drv) => drv,
+        Err(error) => {
+            return NodeHashes {
+                meta: MetaInfo::default(),
+                meta_object: None,
+                recorded: OutputPaths::new(),
+                classic: Err(error.to_string()),
+                modulo_meta: Err(error.to_string()),
+            };
+        }
+    };
+    let drv = &drv;
     let store_dir = closure.store_dir();
     let input = |position: usize| done[position].as_ref().expect("inputs are hashed first");
     let lookup = |scheme: fn(&NodeHashes) -> &Result<Hashes, String>| {
         move |path: &StorePath| -> Result<InputDerivationHash, String> {
-            let position = drv
-                .input_derivations()
-                .keys()
-                .zip(&node.inputs)
-                .find_map(|(candidate, &position)| (candidate == path).then_some(position))
+            let position = node
+                .input_position(path)
                 .expect("a loaded closure holds every input");
             scheme(input(position))
                 .as_ref()
@@ -167,6 +186,8 @@ fn hash_node(closure: &Closure, index: usize, done: &[Option<NodeHashes>]) -> No
             .and_then(|normal| hashes_of(store_dir, &normal, lookup(|r| &r.modulo_meta)))
     };
     NodeHashes {
+        meta_object: meta::meta_object(drv).cloned(),
+        recorded: recorded_outputs(store_dir, drv),
         meta: info,
         classic,
         modulo_meta,
@@ -326,10 +347,7 @@ pub fn hashes_of(
 
 /// The output paths as written in the derivation (`None` where empty).
 #[must_use]
-pub fn recorded_outputs(
-    store_dir: &StoreDir,
-    drv: &Derivation,
-) -> BTreeMap<String, Option<StorePath>> {
+pub fn recorded_outputs(store_dir: &StoreDir, drv: &Derivation) -> OutputPaths {
     drv.outputs()
         .iter()
         .map(|(name, output)| {
@@ -360,7 +378,7 @@ impl RecordedMatches {
     /// Compare recorded outputs with both computed sets.
     #[must_use]
     pub fn compare(
-        recorded: &BTreeMap<String, Option<StorePath>>,
+        recorded: &OutputPaths,
         classic: Option<&Hashes>,
         modulo_meta: Option<&Hashes>,
     ) -> Self {

@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::closure::{Closure, drv_name};
-use crate::hashing::{Hashes, NodeHashes, RecordedMatches, recorded_outputs};
-use crate::meta;
+use crate::hashing::{Hashes, NodeHashes, RecordedMatches};
 
 /// The whole report: one entry per derivation, keyed by store path.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -100,17 +99,17 @@ fn render_hashes(
 pub fn drv_report(closure: &Closure, hashes: &[NodeHashes], position: usize) -> DrvReport {
     let node = &closure.nodes()[position];
     let result = &hashes[position];
-    let recorded = recorded_outputs(closure.store_dir(), &node.drv);
-    let names: Vec<&String> = node.drv.outputs().keys().collect();
+    let recorded = &result.recorded;
+    let names: Vec<&String> = recorded.iter().map(|(name, _)| name).collect();
     let recorded_matches = RecordedMatches::compare(
-        &recorded,
+        recorded,
         result.classic.as_ref().ok(),
         result.modulo_meta.as_ref().ok(),
     );
     DrvReport {
         name: drv_name(&node.path).to_owned(),
         meta_opt_in: result.meta.opt_in,
-        meta: meta::meta_object(&node.drv).map(|m| Value::Object(m.clone())),
+        meta: result.meta_object.clone().map(Value::Object),
         warnings: result.meta.lints.iter().map(ToString::to_string).collect(),
         errors: result.errors(),
         drv_path_matches: node.path_matches,
@@ -124,14 +123,13 @@ pub fn drv_report(closure: &Closure, hashes: &[NodeHashes], position: usize) -> 
     }
 }
 
-/// Reports on the derivations at `positions`, keyed by store path and
-/// sorted by it, built in parallel.
+/// Derivations reported per parallel batch.
+const BATCH: usize = 512;
+
+/// The store paths of the derivations at `positions`, sorted, duplicates
+/// removed: the report's order.
 #[must_use]
-pub fn reports(
-    closure: &Closure,
-    hashes: &[NodeHashes],
-    positions: &[usize],
-) -> Vec<(String, DrvReport)> {
+pub fn sorted_paths(closure: &Closure, positions: &[usize]) -> Vec<(String, usize)> {
     let mut keyed: Vec<(String, usize)> = positions
         .iter()
         .map(|&position| (closure.render(&closure.nodes()[position].path), position))
@@ -139,36 +137,81 @@ pub fn reports(
     keyed.sort_unstable();
     keyed.dedup();
     keyed
-        .into_par_iter()
-        .map(|(path, position)| (path, drv_report(closure, hashes, position)))
-        .collect()
+}
+
+/// Call `visit` with the report on each of `keyed` (from [`sorted_paths`]),
+/// in order, building reports in parallel batches so that only one batch is
+/// in memory at a time.
+///
+/// # Errors
+/// The first error `visit` returns.
+pub fn for_each<E>(
+    closure: &Closure,
+    hashes: &[NodeHashes],
+    keyed: &[(String, usize)],
+    mut visit: impl FnMut(&str, &DrvReport) -> Result<(), E>,
+) -> Result<(), E> {
+    for batch in keyed.chunks(BATCH) {
+        let reports: Vec<DrvReport> = batch
+            .par_iter()
+            .map(|(_, position)| drv_report(closure, hashes, *position))
+            .collect();
+        for ((path, _), report) in batch.iter().zip(&reports) {
+            visit(path, report)?;
+        }
+    }
+    Ok(())
 }
 
 /// Build the report for the derivations at `positions` of `closure`.
 #[must_use]
 pub fn build(closure: &Closure, hashes: &[NodeHashes], positions: &[usize]) -> HashReport {
-    HashReport {
-        derivations: reports(closure, hashes, positions).into_iter().collect(),
-    }
+    let mut report = HashReport::default();
+    let keyed = sorted_paths(closure, positions);
+    let _ = for_each(closure, hashes, &keyed, |path, drv| {
+        report.derivations.insert(path.to_owned(), drv.clone());
+        Ok::<(), std::convert::Infallible>(())
+    });
+    report
 }
 
-/// Write `{"derivations": {…}}` for `reports` (sorted, as from [`reports`])
-/// without building the whole document in memory.
-///
-/// # Errors
-/// Errors of `writer`.
-pub fn write_json(
-    reports: &[(String, DrvReport)],
-    writer: &mut impl std::io::Write,
-) -> std::io::Result<()> {
-    writer.write_all(b"{\"derivations\":{")?;
-    for (index, (path, report)) in reports.iter().enumerate() {
-        if index > 0 {
-            writer.write_all(b",")?;
-        }
+/// Streams `{"derivations": {…}}` one entry at a time.
+#[derive(Debug, Default)]
+pub struct JsonWriter {
+    started: bool,
+}
+
+impl JsonWriter {
+    /// Write one entry (the opening brace before the first).
+    ///
+    /// # Errors
+    /// Errors of `writer`.
+    pub fn entry(
+        &mut self,
+        writer: &mut impl std::io::Write,
+        path: &str,
+        report: &DrvReport,
+    ) -> std::io::Result<()> {
+        writer.write_all(if self.started {
+            b","
+        } else {
+            b"{\"derivations\":{"
+        })?;
+        self.started = true;
         serde_json::to_writer(&mut *writer, path)?;
         writer.write_all(b":")?;
         serde_json::to_writer(&mut *writer, report)?;
+        Ok(())
     }
-    writer.write_all(b"}}\n")
+
+    /// Close the document.
+    ///
+    /// # Errors
+    /// Errors of `writer`.
+    pub fn finish(self, writer: &mut impl std::io::Write) -> std::io::Result<()> {
+        if !self.started {
+            writer.write_all(b"{\"derivations\":{")?;
+        }
+        writer.write_all(b"}}\n")
+    }
 }

@@ -5,7 +5,10 @@
 //! derivation `structuredAttrs` is shown stripped and the meta object moves to
 //! a top-level `"meta"` field (`null` for derivations that are not opted in).
 
+use std::io::Write;
+
 use nix_derivation::Derivation;
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::closure::{Closure, DrvNode};
@@ -15,13 +18,16 @@ use crate::meta;
 /// The JSON version this module writes.
 pub const VERSION: u64 = 4;
 
+/// Derivations rendered per parallel batch while streaming.
+const BATCH: usize = 512;
+
 /// One derivation as Nix's JSON object plus `"meta"`.
 ///
 /// # Errors
 /// [`Error::Json`] when the derivation cannot be represented (an environment
 /// value that is not UTF-8, which Nix's JSON cannot hold either).
 pub fn derivation_value(closure: &Closure, node: &DrvNode) -> Result<Value> {
-    derivation_json(&node.drv).map_err(|source| Error::Json {
+    derivation_json(&node.derivation()?).map_err(|source| Error::Json {
         path: closure.render(&node.path),
         source,
     })
@@ -47,19 +53,87 @@ pub fn derivation_json(drv: &Derivation) -> std::result::Result<Value, nix_deriv
     Ok(value)
 }
 
-/// The document `{"version": 4, "derivations": {"<base>.drv": {…}}}` for the
-/// derivations at `positions`.
+/// Positions sorted by base name, duplicates removed: the document's order.
+fn sorted(closure: &Closure, positions: &[usize]) -> Vec<(String, usize)> {
+    let mut keyed: Vec<(String, usize)> = positions
+        .iter()
+        .map(|&position| (closure.nodes()[position].path.to_basename(), position))
+        .collect();
+    keyed.sort_unstable();
+    keyed.dedup();
+    keyed
+}
+
+/// The document `{"derivations": {"<base>.drv": {…}}, "version": 4}` for the
+/// derivations at `positions`, as a value (fine for a few derivations; use
+/// [`write_document`] for closures).
 ///
 /// # Errors
 /// As [`derivation_value`].
 pub fn document(closure: &Closure, positions: &[usize]) -> Result<Value> {
     let mut derivations = Map::new();
-    for &position in positions {
-        let node = &closure.nodes()[position];
-        derivations.insert(node.path.to_basename(), derivation_value(closure, node)?);
+    for (base, position) in sorted(closure, positions) {
+        derivations.insert(base, derivation_value(closure, &closure.nodes()[position])?);
     }
     let mut top = Map::new();
     top.insert("derivations".to_owned(), Value::Object(derivations));
     top.insert("version".to_owned(), Value::from(VERSION));
     Ok(Value::Object(top))
+}
+
+/// Stream the same document as [`document`] to `writer`, compact or pretty
+/// (two-space indentation, like `serde_json`'s), rendering derivations in
+/// parallel batches so that memory stays bounded.
+///
+/// # Errors
+/// As [`derivation_value`]; [`Error::Write`] when `writer` fails.
+pub fn write_document(
+    closure: &Closure,
+    positions: &[usize],
+    pretty: bool,
+    writer: &mut impl Write,
+) -> Result<()> {
+    let (open, separator, close) = if pretty {
+        (
+            "{\n  \"derivations\": {",
+            ",",
+            "\n  },\n  \"version\": 4\n}\n",
+        )
+    } else {
+        ("{\"derivations\":{", ",", "},\"version\":4}\n")
+    };
+    let write = |writer: &mut dyn Write, bytes: &[u8]| {
+        writer
+            .write_all(bytes)
+            .map_err(|source| Error::Write { source })
+    };
+    write(writer, open.as_bytes())?;
+    let keyed = sorted(closure, positions);
+    let mut first = true;
+    for batch in keyed.chunks(BATCH) {
+        let rendered: Vec<Result<String>> = batch
+            .par_iter()
+            .map(|(base, position)| {
+                let value = derivation_value(closure, &closure.nodes()[*position])?;
+                let key = serde_json::to_string(base).expect("a string serialises");
+                Ok(if pretty {
+                    let body = serde_json::to_string_pretty(&value).expect("a value serialises");
+                    // JSON strings never hold a raw newline: indenting every
+                    // line nests the object two levels deeper.
+                    format!("\n    {key}: {}", body.replace('\n', "\n    "))
+                } else {
+                    format!("{key}:{value}")
+                })
+            })
+            .collect();
+        for entry in rendered {
+            let entry = entry?;
+            if !first {
+                write(writer, separator.as_bytes())?;
+            }
+            first = false;
+            write(writer, entry.as_bytes())?;
+        }
+    }
+    write(writer, close.as_bytes())
 }

@@ -134,11 +134,14 @@ fn duplicate_env_key_is_read_like_nix_2_8() {
     let hashes = drvmeta::hashing::hash_closure(&closure);
     let classic = hashes[closure.roots()[0]].classic.as_ref().unwrap();
     assert_eq!(
-        closure.render(classic.outputs["out"].as_ref().unwrap()),
+        closure.render(classic.outputs[0].1.as_ref().unwrap()),
         nix_says
     );
     assert_eq!(
-        closure.nodes()[closure.roots()[0]].drv.environment()["name"],
+        closure.nodes()[closure.roots()[0]]
+            .derivation()
+            .unwrap()
+            .environment()["name"],
         b"bar"
     );
 }
@@ -263,7 +266,10 @@ fn snix_derivations_parse_and_their_paths_match_their_names() {
             "{}: its bytes do not hash to its name",
             path.display()
         );
-        assert_eq!(node.drv.to_aterm_bytes(), std::fs::read(&path).unwrap());
+        assert_eq!(
+            node.derivation().unwrap().to_aterm_bytes(),
+            std::fs::read(&path).unwrap()
+        );
         count += 1;
     }
     assert_eq!(count, 10);
@@ -277,7 +283,8 @@ fn snix_derivations_parse_and_their_paths_match_their_names() {
     .unwrap();
     assert!(
         latin1
-            .drv
+            .derivation()
+            .unwrap()
             .environment()
             .values()
             .any(|v| std::str::from_utf8(v).is_err())

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 use clap::Args;
-use drvmeta::report::DrvReport;
+use drvmeta::report::{DrvReport, JsonWriter};
 
 use super::{EXIT_OK, EXIT_PROBLEM, LoadArgs};
 
@@ -22,31 +22,50 @@ pub struct HashArgs {
 }
 
 pub fn run(args: &HashArgs) -> Result<u8> {
-    let closure = args.load.load()?;
+    let mut closure = args.load.load()?;
     let hashes = drvmeta::hashing::hash_closure(&closure);
+    closure.release_bytes();
     let positions: Vec<usize> = if args.recursive {
         (0..closure.nodes().len()).collect()
     } else {
         closure.roots().to_vec()
     };
-    let reports = drvmeta::report::reports(&closure, &hashes, &positions);
+    let keyed = drvmeta::report::sorted_paths(&closure, &positions);
     let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut problem_lines = Vec::new();
+    let mut json = JsonWriter::default();
+    let width = keyed.iter().map(|(path, _)| path.len()).max().unwrap_or(0);
+    let table = Table::new(width);
+    if !args.json {
+        out.write_all(table.header().as_bytes())?;
+    }
+    drvmeta::report::for_each(&closure, &hashes, &keyed, |path, drv| -> io::Result<()> {
+        if args.json {
+            json.entry(&mut out, path, drv)?;
+        } else {
+            out.write_all(table.rows(path, drv).as_bytes())?;
+        }
+        if drv.is_problem() {
+            problem_lines.extend(
+                problems(drv)
+                    .into_iter()
+                    .map(|reason| format!("{path}: {reason}")),
+            );
+        }
+        Ok(())
+    })?;
     if args.json {
-        drvmeta::report::write_json(&reports, &mut out)?;
-    } else {
-        out.write_all(human_table(&reports).as_bytes())?;
+        json.finish(&mut out)?;
     }
     out.flush()?;
-    let mut status = EXIT_OK;
-    for (path, drv) in &reports {
-        if drv.is_problem() {
-            status = EXIT_PROBLEM;
-            for reason in problems(drv) {
-                eprintln!("drvmeta: {path}: {reason}");
-            }
-        }
+    for line in &problem_lines {
+        eprintln!("drvmeta: {line}");
     }
-    Ok(status)
+    Ok(if problem_lines.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEM
+    })
 }
 
 /// Why a derivation is reported as invalid or inconsistent.
@@ -79,16 +98,32 @@ fn outputs_column(drv: &DrvReport) -> &'static str {
 
 /// The human table: derivation, opt-in, effect of meta on outputs, then the
 /// differing output paths, warnings and problems indented below.
-pub fn human_table(reports: &[(String, DrvReport)]) -> String {
-    let width = reports
-        .iter()
-        .map(|(path, _)| path.len())
-        .max()
-        .unwrap_or(0)
-        .max("DERIVATION".len());
-    let mut out = String::new();
-    let _ = writeln!(out, "{:<width$}  {:<6}  OUTPUTS", "DERIVATION", "OPT-IN");
-    for (path, drv) in reports {
+pub struct Table {
+    width: usize,
+}
+
+impl Table {
+    /// A table whose derivation column is `width` wide.
+    pub fn new(width: usize) -> Self {
+        Self {
+            width: width.max("DERIVATION".len()),
+        }
+    }
+
+    /// The header line.
+    pub fn header(&self) -> String {
+        format!(
+            "{:<width$}  {:<6}  OUTPUTS\n",
+            "DERIVATION",
+            "OPT-IN",
+            width = self.width
+        )
+    }
+
+    /// The lines of one derivation.
+    pub fn rows(&self, path: &str, drv: &DrvReport) -> String {
+        let width = self.width;
+        let mut out = String::new();
         let opt_in = if drv.meta_opt_in { "yes" } else { "no" };
         let _ = writeln!(out, "{path:<width$}  {opt_in:<6}  {}", outputs_column(drv));
         if drv.errors.is_empty() && drv.meta_changes_outputs() {
@@ -124,6 +159,6 @@ pub fn human_table(reports: &[(String, DrvReport)]) -> String {
         for problem in problems(drv) {
             let _ = writeln!(out, "  {problem}");
         }
+        out
     }
-    out
 }

@@ -1,6 +1,6 @@
 //! Argument parsing, exit statuses and output plumbing of the binary.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -116,19 +116,6 @@ impl Progress {
             eprint!("\r\x1b[K");
         }
     }
-}
-
-/// Write a JSON value to stdout, pretty or compact, with a final newline.
-pub fn write_json(value: &impl serde::Serialize, pretty: bool) -> io::Result<()> {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    if pretty {
-        serde_json::to_writer_pretty(&mut out, value)?;
-    } else {
-        serde_json::to_writer(&mut out, value)?;
-    }
-    out.write_all(b"\n")?;
-    out.flush()
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

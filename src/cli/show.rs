@@ -1,11 +1,11 @@
 //! `drvmeta show`: Nix's derivation JSON plus the `meta` extension.
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 
 use anyhow::Result;
 use clap::Args;
 
-use super::{EXIT_OK, LoadArgs, write_json};
+use super::{EXIT_OK, LoadArgs};
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -26,7 +26,9 @@ pub fn run(args: &ShowArgs) -> Result<u8> {
     } else {
         closure.roots().to_vec()
     };
-    let document = drvmeta::show::document(&closure, &positions)?;
-    write_json(&document, args.pretty || io::stdout().is_terminal())?;
+    let pretty = args.pretty || io::stdout().is_terminal();
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    drvmeta::show::write_document(&closure, &positions, pretty, &mut out)?;
+    out.flush()?;
     Ok(EXIT_OK)
 }
