@@ -1,6 +1,7 @@
 //! parse → print → parse is stable, and the meta functions never panic.
 //!
-//! Run with `cargo +nightly fuzz run parse_print` from the project root
+//! Run with `cargo +nightly fuzz run parse_print` from the project root (on a
+//! stable toolchain: `RUSTC_BOOTSTRAP=1 cargo fuzz run parse_print`)
 //! (seed corpus: `fuzz/seed.sh` copies the fixtures and shared vectors).
 #![no_main]
 
