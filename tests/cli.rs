@@ -30,32 +30,26 @@ fn fixture_root(variant: &str) -> String {
         .to_owned()
 }
 
+/// `drvmeta hash -r` of a fixture variant: the human table, exit status 0.
+fn hash_table(root_file: &str, drv_dir: &str) -> String {
+    let root = fixture_root(root_file);
+    let output = drvmeta(&["hash", "--recursive", "--drv-dir", drv_dir, &root]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    stdout(&output)
+}
+
 #[test]
 fn hash_human_table_of_the_kernel_example() {
-    let root = fixture_root("root");
-    let output = drvmeta(&[
-        "hash",
-        "--recursive",
-        "--drv-dir",
-        "fixtures/kernel/drvs",
-        &root,
-    ]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    insta::assert_snapshot!("hash_kernel_meta", stdout(&output));
+    insta::assert_snapshot!(
+        "hash_kernel_meta",
+        hash_table("root", "fixtures/kernel/drvs")
+    );
 }
 
 #[test]
 fn hash_human_table_of_the_meta_free_twin() {
-    let root = fixture_root("root-nometa");
-    let output = drvmeta(&[
-        "hash",
-        "-r",
-        "--drv-dir",
-        "fixtures/kernel/drvs-nometa",
-        &root,
-    ]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    insta::assert_snapshot!("hash_kernel_nometa", stdout(&output));
+    let table = hash_table("root-nometa", "fixtures/kernel/drvs-nometa");
+    insta::assert_snapshot!("hash_kernel_nometa", table);
 }
 
 #[test]
@@ -241,6 +235,17 @@ impl ReplaceFirst for [u8] {
     }
 }
 
+/// `drvmeta hash --json FILE`: the report on its one derivation, after
+/// checking the exit status.
+fn hash_json_of_one(file: &Path, status: i32) -> serde_json::Value {
+    let output = drvmeta(&["hash", "--json", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(status), "{}", stderr(&output));
+    let mut value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let derivations = value["derivations"].as_object_mut().unwrap();
+    assert_eq!(derivations.len(), 1);
+    derivations.values_mut().next().unwrap().take()
+}
+
 #[test]
 fn huge_strings_are_fine() {
     let dir = tempfile::tempdir().unwrap();
@@ -249,17 +254,9 @@ fn huge_strings_are_fine() {
         "Derive([(\"out\",\"\",\"\",\"\")],[],[],\"x86_64-linux\",\"/bin/sh\",[\"{huge}\"],[(\"big\",\"{huge}\"),(\"out\",\"\")])"
     );
     let file = write_drv(dir.path(), "huge", bytes.as_bytes());
-    let output = drvmeta(&["hash", "--json", file.to_str().unwrap()]);
     // Its name does not match its contents, and the output is not filled
     // in: inconsistent (1), but read, hashed and reported.
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let drv = value["derivations"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap();
+    let drv = hash_json_of_one(&file, 1);
     assert_eq!(drv["drvPathMatches"], false);
     assert!(drv["classic"]["outputs"]["out"].is_string());
 }
@@ -285,14 +282,7 @@ fn meta_that_is_not_an_object_is_a_warning() {
         "meta-string",
         &structured(r#"{"__meta":"MIT","requiredSystemFeatures":["derivation-meta"]}"#),
     );
-    let output = drvmeta(&["hash", "--json", file.to_str().unwrap()]);
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let drv = value["derivations"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap();
+    let drv = hash_json_of_one(&file, 0);
     assert_eq!(drv["metaOptIn"], false);
     let warnings = drv["warnings"].to_string();
     assert!(warnings.contains("meta-not-object"), "{warnings}");
