@@ -465,6 +465,23 @@ impl Closure {
         }
     }
 
+    /// The derivations at `positions` keyed by `key` of their store path,
+    /// sorted by key, duplicates removed: the order of every report.
+    #[must_use]
+    pub fn keyed(
+        &self,
+        positions: &[usize],
+        key: impl Fn(&StorePath) -> String,
+    ) -> Vec<(String, usize)> {
+        let mut keyed: Vec<(String, usize)> = positions
+            .iter()
+            .map(|&position| (key(&self.nodes[position].path), position))
+            .collect();
+        keyed.sort_unstable();
+        keyed.dedup();
+        keyed
+    }
+
     /// Render a store path of this closure's store directory.
     #[must_use]
     pub fn render(&self, path: &StorePath) -> String {

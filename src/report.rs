@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -123,20 +122,11 @@ pub fn drv_report(closure: &Closure, hashes: &[NodeHashes], position: usize) -> 
     }
 }
 
-/// Derivations reported per parallel batch.
-const BATCH: usize = 512;
-
 /// The store paths of the derivations at `positions`, sorted, duplicates
 /// removed: the report's order.
 #[must_use]
 pub fn sorted_paths(closure: &Closure, positions: &[usize]) -> Vec<(String, usize)> {
-    let mut keyed: Vec<(String, usize)> = positions
-        .iter()
-        .map(|&position| (closure.render(&closure.nodes()[position].path), position))
-        .collect();
-    keyed.sort_unstable();
-    keyed.dedup();
-    keyed
+    closure.keyed(positions, |path| closure.render(path))
 }
 
 /// Call `visit` with the report on each of `keyed` (from [`sorted_paths`]),
@@ -151,16 +141,11 @@ pub fn for_each<E>(
     keyed: &[(String, usize)],
     mut visit: impl FnMut(&str, &DrvReport) -> Result<(), E>,
 ) -> Result<(), E> {
-    for batch in keyed.chunks(BATCH) {
-        let reports: Vec<DrvReport> = batch
-            .par_iter()
-            .map(|(_, position)| drv_report(closure, hashes, *position))
-            .collect();
-        for ((path, _), report) in batch.iter().zip(&reports) {
-            visit(path, report)?;
-        }
-    }
-    Ok(())
+    crate::batch::for_each_ordered(
+        keyed,
+        |(_, position)| drv_report(closure, hashes, *position),
+        |(path, _), report| visit(path, &report),
+    )
 }
 
 /// Build the report for the derivations at `positions` of `closure`.

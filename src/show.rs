@@ -7,8 +7,7 @@
 
 use std::io::Write;
 
-use nix_derivation::Derivation;
-use rayon::prelude::*;
+use nix_derivation::{Derivation, StorePath};
 use serde_json::{Map, Value};
 
 use crate::closure::{Closure, DrvNode};
@@ -17,9 +16,6 @@ use crate::meta;
 
 /// The JSON version this module writes.
 pub const VERSION: u64 = 4;
-
-/// Derivations rendered per parallel batch while streaming.
-const BATCH: usize = 512;
 
 /// One derivation as Nix's JSON object plus `"meta"`.
 ///
@@ -55,13 +51,7 @@ pub fn derivation_json(drv: &Derivation) -> std::result::Result<Value, nix_deriv
 
 /// Positions sorted by base name, duplicates removed: the document's order.
 fn sorted(closure: &Closure, positions: &[usize]) -> Vec<(String, usize)> {
-    let mut keyed: Vec<(String, usize)> = positions
-        .iter()
-        .map(|&position| (closure.nodes()[position].path.to_basename(), position))
-        .collect();
-    keyed.sort_unstable();
-    keyed.dedup();
-    keyed
+    closure.keyed(positions, StorePath::to_basename)
 }
 
 /// The document `{"derivations": {"<base>.drv": {…}}, "version": 4}` for the
@@ -110,30 +100,28 @@ pub fn write_document(
     write(writer, open.as_bytes())?;
     let keyed = sorted(closure, positions);
     let mut first = true;
-    for batch in keyed.chunks(BATCH) {
-        let rendered: Vec<Result<String>> = batch
-            .par_iter()
-            .map(|(base, position)| {
-                let value = derivation_value(closure, &closure.nodes()[*position])?;
-                let key = serde_json::to_string(base).expect("a string serialises");
-                Ok(if pretty {
-                    let body = serde_json::to_string_pretty(&value).expect("a value serialises");
-                    // JSON strings never hold a raw newline: indenting every
-                    // line nests the object two levels deeper.
-                    format!("\n    {key}: {}", body.replace('\n', "\n    "))
-                } else {
-                    format!("{key}:{value}")
-                })
+    crate::batch::for_each_ordered(
+        &keyed,
+        |(base, position)| -> Result<String> {
+            let value = derivation_value(closure, &closure.nodes()[*position])?;
+            let key = serde_json::to_string(base).expect("a string serialises");
+            Ok(if pretty {
+                let body = serde_json::to_string_pretty(&value).expect("a value serialises");
+                // JSON strings never hold a raw newline: indenting every
+                // line nests the object two levels deeper.
+                format!("\n    {key}: {}", body.replace('\n', "\n    "))
+            } else {
+                format!("{key}:{value}")
             })
-            .collect();
-        for entry in rendered {
+        },
+        |_, entry| {
             let entry = entry?;
             if !first {
                 write(writer, separator.as_bytes())?;
             }
             first = false;
-            write(writer, entry.as_bytes())?;
-        }
-    }
+            write(writer, entry.as_bytes())
+        },
+    )?;
     write(writer, close.as_bytes())
 }
