@@ -79,6 +79,25 @@ pub enum Error {
         /// The derivation asked for.
         path: String,
     },
+    /// A derivation could not be rewritten or stripped.
+    #[error("{path}: cannot post-process: {message}")]
+    Rewrite {
+        /// The derivation.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// An output directory cannot take the closure.
+    #[error("{}: {message}", file.display())]
+    Output {
+        /// The file or directory.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Talking to the Nix store failed.
+    #[error("{0}")]
+    Store(String),
     /// Writing output failed.
     #[error("cannot write output: {source}")]
     Write {

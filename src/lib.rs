@@ -37,9 +37,14 @@
 pub mod batch;
 pub mod closure;
 pub mod error;
+pub mod export;
 pub mod hashing;
 pub mod meta;
+pub mod nix_store;
+pub mod out_dir;
 pub mod report;
+pub mod rewrite;
 pub mod show;
+pub mod substitute;
 
 pub use error::{Error, Result};

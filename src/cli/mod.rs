@@ -10,6 +10,7 @@ use drvmeta::closure::{Closure, LoadOptions};
 use nix_derivation::StoreDir;
 
 mod hash;
+mod rewrite;
 mod show;
 
 /// Exit status: everything is fine.
@@ -38,6 +39,11 @@ enum Command {
     Hash(hash::HashArgs),
     /// Print derivations as Nix's derivation JSON (version 4) plus "meta".
     Show(show::ShowArgs),
+    /// Rewrite a closure into what a derivation-meta Nix would have
+    /// instantiated (outputs modulo meta, meta kept).
+    Rewrite(rewrite::RewriteArgs),
+    /// Strip meta from a closure: the exact meta-free closure Nix builds.
+    Strip(rewrite::RewriteArgs),
 }
 
 /// Where derivations are read from; shared by every command.
@@ -153,6 +159,8 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Hash(args) => hash::run(args),
         Command::Show(args) => show::run(args),
+        Command::Rewrite(args) => rewrite::run(args, drvmeta::rewrite::Mode::Rewrite),
+        Command::Strip(args) => rewrite::run(args, drvmeta::rewrite::Mode::Strip),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -134,3 +134,21 @@ pub fn nix_import(stream: &[u8]) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Instantiate a generated expression both ways: the drv paths (without
+/// `!output`) of its elements, with meta (A) and without (B).
+pub fn instantiate_twins(generated: &generator::Generated) -> (Vec<String>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("twin-{}.nix", generated.seed));
+    std::fs::write(&file, &generated.expr).unwrap();
+    let strip_output = |paths: Vec<String>| -> Vec<String> {
+        paths
+            .into_iter()
+            .map(|p| p.split('!').next().unwrap().to_owned())
+            .collect()
+    };
+    let context = format!("seed {}", generated.seed);
+    let a = strip_output(instantiate(&file, true, &context));
+    let b = strip_output(instantiate(&file, false, &context));
+    (a, b)
+}

@@ -1,0 +1,178 @@
+//! `drvmeta rewrite` and `drvmeta strip`: post-process a closure.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use drvmeta::closure::Closure;
+use drvmeta::export::ExportItem;
+use drvmeta::rewrite::{Mode, Rewritten, rewrite_closure};
+use serde::Serialize;
+
+use super::{EXIT_OK, LoadArgs, UsageError};
+
+#[derive(Debug, Args)]
+pub struct RewriteArgs {
+    /// Write every derivation of the resulting closure into DIR as
+    /// `<hash>-<name>.drv` (created if missing; existing files with other
+    /// contents are an error and nothing is written).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Add the resulting closure to the local Nix store (nix-store --import)
+    /// and print the roots' store paths.
+    #[arg(long)]
+    import: bool,
+    /// Print {"derivations": {"<input drv>": {"drvPath", "outputs"}}}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    drv_path: String,
+    outputs: BTreeMap<String, Option<String>>,
+}
+
+#[derive(Serialize)]
+struct Document {
+    derivations: BTreeMap<String, Entry>,
+}
+
+pub fn run(args: &RewriteArgs, mode: Mode) -> Result<u8> {
+    if args.out.is_none() && !args.import {
+        return Err(UsageError("give --out DIR, --import, or both".to_owned()).into());
+    }
+    let closure = args.load.load()?;
+    let results = rewrite_closure(&closure, mode)?;
+    if args.import && mode == Mode::Rewrite && results.iter().any(|r| r.opted_in) {
+        bail!(
+            "the rewritten closure has derivation-meta derivations whose outputs are computed \
+             modulo meta; a stock Nix rejects them on import. Use `drvmeta strip --import`."
+        );
+    }
+    if let Some(dir) = &args.out {
+        drvmeta::out_dir::write_files(
+            dir,
+            results
+                .iter()
+                .map(|r| (r.path.to_basename(), r.bytes.as_slice())),
+        )?;
+    }
+    let imported = if args.import {
+        import(&closure, &results)?
+    } else {
+        Vec::new()
+    };
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if args.json {
+        let document = Document {
+            derivations: closure
+                .nodes()
+                .iter()
+                .zip(&results)
+                .map(|(node, result)| {
+                    let entry = Entry {
+                        drv_path: closure.render(&result.path),
+                        outputs: result
+                            .outputs
+                            .iter()
+                            .map(|(name, path)| {
+                                (name.clone(), path.as_ref().map(|p| closure.render(p)))
+                            })
+                            .collect(),
+                    };
+                    (closure.render(&node.path), entry)
+                })
+                .collect(),
+        };
+        serde_json::to_writer(&mut out, &document)?;
+        out.write_all(b"\n")?;
+    } else if args.import {
+        for root in roots(&closure, &results) {
+            writeln!(out, "{root}")?;
+        }
+    } else {
+        summary(&mut out, &closure, &results, mode, &imported)?;
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+fn roots(closure: &Closure, results: &[Rewritten]) -> Vec<String> {
+    let mut roots: Vec<String> = closure
+        .roots()
+        .iter()
+        .map(|&r| closure.render(&results[r].path))
+        .collect();
+    roots.dedup();
+    roots
+}
+
+fn summary(
+    out: &mut impl Write,
+    closure: &Closure,
+    results: &[Rewritten],
+    mode: Mode,
+    imported: &[String],
+) -> io::Result<()> {
+    let changed = results.iter().filter(|r| r.changed).count();
+    let verb = match mode {
+        Mode::Rewrite => "rewrote",
+        Mode::Strip => "stripped",
+    };
+    writeln!(
+        out,
+        "{verb} {} derivations, {changed} changed",
+        results.len()
+    )?;
+    if !imported.is_empty() {
+        writeln!(out, "imported {} new store paths", imported.len())?;
+    }
+    for &root in closure.roots() {
+        let node = &closure.nodes()[root];
+        writeln!(
+            out,
+            "{} -> {}",
+            closure.render(&node.path),
+            closure.render(&results[root].path)
+        )?;
+    }
+    Ok(())
+}
+
+/// Import the closure's missing paths, dependencies first.
+fn import(closure: &Closure, results: &[Rewritten]) -> Result<Vec<String>> {
+    let paths: Vec<String> = results.iter().map(|r| closure.render(&r.path)).collect();
+    let invalid: std::collections::HashSet<String> = drvmeta::nix_store::invalid_paths(&paths)?
+        .into_iter()
+        .collect();
+    let items: Vec<ExportItem<'_>> = results
+        .iter()
+        .zip(&paths)
+        .filter(|(_, path)| invalid.contains(*path))
+        .map(|(result, path)| {
+            let mut references: Vec<String> = result
+                .references
+                .iter()
+                .map(|p| closure.render(p))
+                .collect();
+            references.sort();
+            ExportItem {
+                path: path.clone(),
+                contents: &result.bytes,
+                references,
+            }
+        })
+        .collect();
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stream = Vec::new();
+    drvmeta::export::write_export(&items, &mut stream)?;
+    Ok(drvmeta::nix_store::import(stream)?)
+}
