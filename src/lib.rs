@@ -39,6 +39,7 @@ pub mod closure;
 pub mod error;
 pub mod export;
 pub mod hashing;
+pub mod import;
 pub mod meta;
 pub mod nix_store;
 pub mod out_dir;

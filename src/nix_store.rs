@@ -25,31 +25,27 @@ fn spawn_error(error: &std::io::Error) -> Error {
 /// # Errors
 /// When `nix-store` cannot be run or fails.
 pub fn invalid_paths(paths: &[String]) -> Result<Vec<String>> {
-    if paths.is_empty() {
-        return Ok(Vec::new());
+    let mut invalid = Vec::new();
+    // Nix 2.8's --check-validity takes paths as arguments only.
+    for chunk in paths.chunks(1000) {
+        let output = nix_store()
+            .args(["--check-validity", "--print-invalid"])
+            .args(chunk)
+            .output()
+            .map_err(|e| spawn_error(&e))?;
+        if !output.status.success() {
+            return Err(Error::Store(format!(
+                "nix-store --check-validity failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        invalid.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_owned),
+        );
     }
-    let mut child = nix_store()
-        .args(["--check-validity", "--print-invalid", "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| spawn_error(&e))?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = paths.join("\n") + "\n";
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output().map_err(|e| spawn_error(&e))?;
-    let _ = writer.join();
-    if !output.status.success() {
-        return Err(Error::Store(format!(
-            "nix-store --check-validity failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect())
+    Ok(invalid)
 }
 
 /// Feed an export stream to `nix-store --import`; returns the imported paths.

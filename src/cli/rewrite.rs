@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use drvmeta::closure::Closure;
-use drvmeta::export::ExportItem;
 use drvmeta::rewrite::{Mode, Rewritten, rewrite_closure};
 use serde::Serialize;
 
@@ -64,7 +63,7 @@ pub fn run(args: &RewriteArgs, mode: Mode) -> Result<u8> {
         )?;
     }
     let imported = if args.import {
-        import(&closure, &results)?
+        drvmeta::import::import_closure(&closure, &results)?
     } else {
         Vec::new()
     };
@@ -143,36 +142,4 @@ fn summary(
         )?;
     }
     Ok(())
-}
-
-/// Import the closure's missing paths, dependencies first.
-fn import(closure: &Closure, results: &[Rewritten]) -> Result<Vec<String>> {
-    let paths: Vec<String> = results.iter().map(|r| closure.render(&r.path)).collect();
-    let invalid: std::collections::HashSet<String> = drvmeta::nix_store::invalid_paths(&paths)?
-        .into_iter()
-        .collect();
-    let items: Vec<ExportItem<'_>> = results
-        .iter()
-        .zip(&paths)
-        .filter(|(_, path)| invalid.contains(*path))
-        .map(|(result, path)| {
-            let mut references: Vec<String> = result
-                .references
-                .iter()
-                .map(|p| closure.render(p))
-                .collect();
-            references.sort();
-            ExportItem {
-                path: path.clone(),
-                contents: &result.bytes,
-                references,
-            }
-        })
-        .collect();
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut stream = Vec::new();
-    drvmeta::export::write_export(&items, &mut stream)?;
-    Ok(drvmeta::nix_store::import(stream)?)
 }

@@ -1,0 +1,263 @@
+//! `drvmeta rewrite` / `drvmeta strip` on the command line: output shapes,
+//! the output directory's rules, and errors.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn drvmeta(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args(args)
+        .current_dir(support::project_dir())
+        .output()
+        .unwrap()
+}
+
+fn root() -> String {
+    std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn strip_of_the_example_is_the_meta_free_fixture() {
+    let out = tempfile::tempdir().unwrap();
+    let output = drvmeta(&[
+        "strip",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        &root(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    insta::assert_snapshot!(
+        "strip_kernel_summary",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let expected = support::project_dir().join("fixtures/kernel/drvs-nometa");
+    assert_eq!(listing(out.path()), listing(&expected));
+    for name in listing(&expected) {
+        assert_eq!(
+            std::fs::read(out.path().join(&name)).unwrap(),
+            std::fs::read(expected.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    // Running again into the same directory is fine: same contents.
+    let again = drvmeta(&[
+        "strip",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        &root(),
+    ]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+}
+
+#[test]
+fn rewrite_json_lists_every_derivation_of_the_closure() {
+    let out = tempfile::tempdir().unwrap();
+    let output = drvmeta(&[
+        "rewrite",
+        "--json",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        &root(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let derivations = value["derivations"].as_object().unwrap();
+    assert_eq!(
+        derivations.len(),
+        listing(&support::project_dir().join("fixtures/kernel/drvs")).len()
+    );
+    let kernel = &derivations[&root()];
+    let new_path = kernel["drvPath"].as_str().unwrap();
+    assert_ne!(new_path, root());
+    assert!(
+        out.path()
+            .join(new_path.rsplit('/').next().unwrap())
+            .is_file()
+    );
+    // The rewritten kernel's output is its meta-free twin's.
+    let nometa =
+        std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root-nometa"))
+            .unwrap();
+    let hash = drvmeta(&[
+        "hash",
+        "--json",
+        "--drv-dir",
+        "fixtures/kernel/drvs-nometa",
+        nometa.trim(),
+    ]);
+    let hash: serde_json::Value = serde_json::from_slice(&hash.stdout).unwrap();
+    assert_eq!(
+        kernel["outputs"],
+        hash["derivations"][nometa.trim()]["classic"]["outputs"]
+    );
+    // `hash` of the rewritten closure: consistent, recorded modulo meta.
+    let check = drvmeta(&[
+        "hash",
+        "--json",
+        "--drv-dir",
+        out.path().to_str().unwrap(),
+        new_path,
+    ]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    let check: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(
+        check["derivations"][new_path]["recordedMatches"],
+        "modulo-meta"
+    );
+}
+
+#[test]
+fn a_different_file_in_the_output_directory_is_never_replaced() {
+    let out = tempfile::tempdir().unwrap();
+    let first = drvmeta(&[
+        "strip",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        &root(),
+    ]);
+    assert_eq!(first.status.code(), Some(0));
+    let names = listing(out.path());
+    let victim = out.path().join(&names[0]);
+    std::fs::write(&victim, b"something else").unwrap();
+    let other = out.path().join(&names[1]);
+    std::fs::remove_file(&other).unwrap();
+    let output = drvmeta(&[
+        "strip",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        &root(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(&names[0]), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("nothing was written"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"something else");
+    assert!(!other.exists(), "a file was written despite the conflict");
+}
+
+#[test]
+fn an_unwritable_output_directory_is_a_clear_error() {
+    let output = drvmeta(&[
+        "strip",
+        "--out",
+        "/proc/drvmeta-out",
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        &root(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("/proc/drvmeta-out"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("output directory"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn strip_needs_out_or_import() {
+    let output = drvmeta(&["strip", "--drv-dir", "fixtures/kernel/drvs", &root()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--out"), "{}", stderr(&output));
+}
+
+#[test]
+fn import_without_nix_says_so() {
+    let output = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args([
+            "strip",
+            "--import",
+            "--drv-dir",
+            "fixtures/kernel/drvs",
+            &root(),
+        ])
+        .current_dir(support::project_dir())
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("nix-store was not found"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn rewrite_import_of_opted_in_derivations_points_to_strip() {
+    let output = drvmeta(&[
+        "rewrite",
+        "--import",
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        &root(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("drvmeta strip --import"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_missing_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = "/nix/store/11111111111111111111111111111111-gone.drv";
+    let bytes = format!(
+        "Derive([(\"out\",\"\",\"\",\"\")],[(\"{missing}\",[\"out\"])],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"out\",\"\")])"
+    );
+    let file = dir
+        .path()
+        .join("00000000000000000000000000000000-needs-gone.drv");
+    std::fs::write(&file, bytes).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = drvmeta(&[
+        "strip",
+        "--out",
+        out.path().to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains(missing) && err.contains("needed by"), "{err}");
+    assert!(
+        listing(out.path()).is_empty(),
+        "nothing is written for an incomplete closure"
+    );
+}
