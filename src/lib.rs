@@ -36,6 +36,7 @@
 
 pub mod batch;
 pub mod closure;
+pub mod diff;
 pub mod error;
 pub mod export;
 pub mod hashing;

@@ -261,3 +261,79 @@ fn a_missing_input_is_named() {
         "nothing is written for an incomplete closure"
     );
 }
+
+#[test]
+fn diff_of_the_example_and_its_meta_free_twin_is_meta_only() {
+    let nometa =
+        std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root-nometa"))
+            .unwrap();
+    let args = [
+        "diff",
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        "--drv-dir",
+        "fixtures/kernel/drvs-nometa",
+        &root(),
+        nometa.trim(),
+    ];
+    let output = drvmeta(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    insta::assert_snapshot!(
+        "diff_kernel_meta_only",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let mut json_args = args.to_vec();
+    json_args.insert(1, "--json");
+    let json: serde_json::Value = serde_json::from_slice(&drvmeta(&json_args).stdout).unwrap();
+    assert_eq!(json["verdict"], "meta-only");
+    assert_eq!(json["old"], root());
+    assert!(
+        json["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["kind"] == "meta")
+    );
+    assert!(json["outputs"].as_object().unwrap().is_empty());
+}
+
+#[test]
+fn diff_exit_code_and_usage() {
+    let nometa =
+        std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root-nometa"))
+            .unwrap();
+    let dir = support::project_dir().join("fixtures/kernel/drvs-nometa");
+    let builder = listing(&dir)
+        .into_iter()
+        .find(|n| n.contains("kernel-builder"))
+        .unwrap();
+    let builder = format!("/nix/store/{builder}");
+    // The kernel against the kernel-builder tool: unrelated, rebuild.
+    let args = [
+        "diff",
+        "--exit-code",
+        "--drv-dir",
+        "fixtures/kernel/drvs-nometa",
+        nometa.trim(),
+        &builder,
+    ];
+    let output = drvmeta(&args);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("rebuild: output(s) out change"));
+    let without = drvmeta(
+        &args
+            .iter()
+            .filter(|a| **a != "--exit-code")
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(without.status.code(), Some(0));
+    let one = drvmeta(&[
+        "diff",
+        "--drv-dir",
+        "fixtures/kernel/drvs-nometa",
+        nometa.trim(),
+    ]);
+    assert_eq!(one.status.code(), Some(2));
+    assert!(stderr(&one).contains("exactly two"), "{}", stderr(&one));
+}

@@ -193,3 +193,74 @@ fn rewrite_and_strip_dense_meta_agree_with_nix() {
         run_seed(seed, &options);
     }
 }
+
+fn diff(old: &str, new: &str) -> drvmeta::diff::DiffReport {
+    let closure = load(&[old.to_owned(), new.to_owned()], &[]);
+    drvmeta::diff::diff(&closure).unwrap()
+}
+
+#[test]
+fn diff_tells_meta_only_from_rebuild() {
+    use drvmeta::diff::Verdict;
+    let (mut meta_only, mut identical, mut rebuild) = (0, 0, 0);
+    for seed in 100..100 + support::seed_count(8).div_ceil(2) {
+        let generated = generate(seed, &Options::default());
+        let (a, b) = support::instantiate_twins(&generated);
+        let b_tweaked = support::instantiate_tweaked(&generated, false, "1");
+        let tweaked_name = &generated.specs[generated.tweaked].name;
+        let context = |what: &str, i: usize| {
+            format!(
+                "seed {seed}, {what}, {}:\n{}",
+                generated.specs[i].name, generated.expr
+            )
+        };
+        for i in 0..generated.specs.len() {
+            // A/B twins: identical when equal, meta-only otherwise.
+            let report = diff(&a[i], &b[i]);
+            if a[i] == b[i] {
+                assert_eq!(report.verdict, Verdict::Identical, "{}", context("A/B", i));
+                identical += 1;
+            } else {
+                assert_eq!(report.verdict, Verdict::MetaOnly, "{}", context("A/B", i));
+                assert!(
+                    report.changes.iter().all(|c| c.kind == "meta"),
+                    "{:?}",
+                    report.changes
+                );
+                meta_only += 1;
+            }
+            // A real change: the tweaked derivation and its dependents rebuild.
+            let report = diff(&b[i], &b_tweaked[i]);
+            if b[i] == b_tweaked[i] {
+                assert_eq!(report.verdict, Verdict::Identical, "{}", context("B/B'", i));
+            } else if generated.specs[i].kind == support::generator::Kind::FixedOutput {
+                assert_eq!(
+                    report.verdict,
+                    Verdict::SameOutputs,
+                    "{}",
+                    context("B/B'", i)
+                );
+            } else {
+                assert_eq!(report.verdict, Verdict::Rebuild, "{}", context("B/B'", i));
+                assert!(!report.outputs.is_empty(), "{}", context("B/B'", i));
+                assert!(
+                    report.changes.iter().any(|c| &c.drv.name == tweaked_name
+                        && c.key.as_deref() == Some("tweak")
+                        && c.old == "0"
+                        && c.new == "1"),
+                    "{}: {:#?}",
+                    context("B/B'", i),
+                    report.changes
+                );
+                // With meta on one side too: still a rebuild.
+                assert_eq!(diff(&a[i], &b_tweaked[i]).verdict, Verdict::Rebuild);
+                rebuild += 1;
+            }
+        }
+        // Unrelated derivations rebuild.
+        let last = generated.specs.len() - 1;
+        assert_eq!(diff(&b[0], &b[last]).verdict, Verdict::Rebuild);
+    }
+    eprintln!("diff: {identical} identical, {meta_only} meta-only, {rebuild} rebuild");
+    assert!(identical > 0 && meta_only > 0 && rebuild > 0);
+}

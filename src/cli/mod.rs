@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use drvmeta::closure::{Closure, LoadOptions};
 use nix_derivation::StoreDir;
 
+mod diff;
 mod hash;
 mod rewrite;
 mod show;
@@ -26,7 +27,8 @@ pub const EXIT_USAGE: u8 = 2;
 #[command(name = "drvmeta", version, propagate_version = true)]
 #[command(
     after_help = "Exit status: 0 all well, 1 a derivation is invalid or inconsistent \
-(or could not be read), 2 usage error."
+(or could not be read, or an output could not be written), 2 usage error; \
+diff --exit-code: 3 when the change rebuilds."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,6 +46,8 @@ enum Command {
     Rewrite(rewrite::RewriteArgs),
     /// Strip meta from a closure: the exact meta-free closure Nix builds.
     Strip(rewrite::RewriteArgs),
+    /// Explain how two derivations differ and whether that rebuilds.
+    Diff(diff::DiffArgs),
 }
 
 /// Where derivations are read from; shared by every command.
@@ -161,6 +165,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => show::run(args),
         Command::Rewrite(args) => rewrite::run(args, drvmeta::rewrite::Mode::Rewrite),
         Command::Strip(args) => rewrite::run(args, drvmeta::rewrite::Mode::Strip),
+        Command::Diff(args) => diff::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -97,6 +97,10 @@ pub struct Generated {
     pub seed: u64,
     pub expr: String,
     pub specs: Vec<DrvSpec>,
+    /// The derivation that carries `tweak` (the expression's second
+    /// argument, `"0"` by default): instantiating with another value is a
+    /// real change to it and everything that depends on it.
+    pub tweaked: usize,
 }
 
 /// A Nix string literal for `s`.
@@ -308,10 +312,11 @@ pub fn generate(seed: u64, options: &Options) -> Generated {
         });
     }
 
+    let tweaked = rng.below(options.count);
     let mut g = Gen { rng, specs: &specs };
     let mut expr = String::new();
     let _ = writeln!(expr, "# drvmeta twin-method expression, seed {seed}");
-    let _ = writeln!(expr, "{{ withMeta ? true }}:\nlet");
+    let _ = writeln!(expr, "{{ withMeta ? true, tweak ? \"0\" }}:\nlet");
     let _ = writeln!(
         expr,
         "  optMeta = meta: with_: without:\n    if withMeta then {{ __meta = meta; requiredSystemFeatures = with_; }}\n    else if without == [ ] then {{ }} else {{ requiredSystemFeatures = without; }};"
@@ -335,6 +340,9 @@ pub fn generate(seed: u64, options: &Options) -> Generated {
         let mut args = vec![nix_string("-c"), nix_string(&script)];
         if spec.structured {
             attrs.push_str("__structuredAttrs = true; ");
+        }
+        if index == tweaked {
+            attrs.push_str("inherit tweak; ");
         }
         for (n, &dep) in spec.deps.iter().enumerate() {
             let reference = g.dep_ref(dep);
@@ -433,5 +441,10 @@ pub fn generate(seed: u64, options: &Options) -> Generated {
     }
     let all: Vec<String> = (0..specs.len()).map(|i| format!("d{i}")).collect();
     let _ = writeln!(expr, "in [ {} ]", all.join(" "));
-    Generated { seed, expr, specs }
+    Generated {
+        seed,
+        expr,
+        specs,
+        tweaked,
+    }
 }

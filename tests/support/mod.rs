@@ -152,3 +152,29 @@ pub fn instantiate_twins(generated: &generator::Generated) -> (Vec<String>, Vec<
     let b = strip_output(instantiate(&file, false, &context));
     (a, b)
 }
+
+/// Instantiate a generated expression with the given `--argstr tweak` and
+/// `withMeta`; drv paths without `!output`.
+pub fn instantiate_tweaked(
+    generated: &generator::Generated,
+    with_meta: bool,
+    tweak: &str,
+) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("twin-{}.nix", generated.seed));
+    std::fs::write(&file, &generated.expr).unwrap();
+    let out = run(
+        nix("nix-instantiate")
+            .arg(&file)
+            .args([
+                "--arg",
+                "withMeta",
+                if with_meta { "true" } else { "false" },
+            ])
+            .args(["--argstr", "tweak", tweak]),
+        &format!("seed {} tweak {tweak}", generated.seed),
+    );
+    out.lines()
+        .map(|p| p.split('!').next().unwrap().to_owned())
+        .collect()
+}
