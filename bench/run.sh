@@ -3,7 +3,10 @@
 # bench/closure.nix and instantiated by real Nix, then, in one run:
 #   - reading every .drv file of the closure (the read floor),
 #   - nix show-derivation -r,
-#   - drvmeta hash --json --recursive, drvmeta show --recursive.
+#   - drvmeta hash --json --recursive, drvmeta show --recursive,
+#   - drvmeta rewrite/strip --json (the whole computation, no files written),
+#   - drvmeta strip --out DIR into a fresh DIR, and cp of every .drv into a
+#     fresh DIR (the cost of creating 20,000 files on this filesystem).
 # Each command runs RUNS times (default 7) after one warm-up; the table gives
 # the median wall time and the largest peak RSS. Output: a Markdown table on
 # stdout and in bench/out/results.md.
@@ -47,14 +50,22 @@ time_cmd() {
 }
 
 read_floor() { xargs -a "$out/closure.txt" cat > /dev/null; }
-export -f read_floor; export out
+# Post-processing writes the closure into a fresh directory each run.
+post() { local d; d=$(mktemp -d -p "$out" post.XXXXXX); "$drvmeta" "$1" --out "$d" $(cat "$out/roots.txt"); }
+copy_floor() { local d; d=$(mktemp -d -p "$out" post.XXXXXX); xargs -a "$out/closure.txt" cp -t "$d"; }
+export -f read_floor post copy_floor; export out drvmeta
 
 results=$(
   time_cmd "read every .drv (cat)" bash -c read_floor
   time_cmd "nix show-derivation -r" nix show-derivation -r $(cat "$out/roots.txt")
   time_cmd "drvmeta hash --json --recursive" $drvmeta hash --json --recursive $(cat "$out/roots.txt")
   time_cmd "drvmeta show --recursive" $drvmeta show --recursive $(cat "$out/roots.txt")
+  time_cmd "drvmeta rewrite --json (no files)" $drvmeta rewrite --json $(cat "$out/roots.txt")
+  time_cmd "drvmeta strip --json (no files)" $drvmeta strip --json $(cat "$out/roots.txt")
+  time_cmd "drvmeta strip --out DIR (fresh DIR)" bash -c 'post strip'
+  time_cmd "cp every .drv into a fresh DIR" bash -c 'copy_floor'
 )
+rm -rf "$out"/post.*
 
 nix_time=$(awk '/^nix show-derivation/ {print $(NF-1)}' <<< "$results")
 read_time=$(awk '/^read every/ {print $(NF-1)}' <<< "$results")

@@ -23,7 +23,8 @@ pub struct RewriteArgs {
     /// and print the roots' store paths.
     #[arg(long)]
     import: bool,
-    /// Print {"derivations": {"<input drv>": {"drvPath", "outputs"}}}.
+    /// Print {"derivations": {"<input drv>": {"drvPath", "outputs"}}}; alone,
+    /// compute and print the result without writing anything.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -43,8 +44,12 @@ struct Document {
 }
 
 pub fn run(args: &RewriteArgs, mode: Mode) -> Result<u8> {
-    if args.out.is_none() && !args.import {
-        return Err(UsageError("give --out DIR, --import, or both".to_owned()).into());
+    if args.out.is_none() && !args.import && !args.json {
+        return Err(UsageError(
+            "give --out DIR and/or --import (or --json alone to see the result without writing it)"
+                .to_owned(),
+        )
+        .into());
     }
     let closure = args.load.load()?;
     let results = rewrite_closure(&closure, mode)?;
