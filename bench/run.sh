@@ -20,6 +20,11 @@ width=${WIDTH:-200}
 export NIX_CONFIG="experimental-features = nix-command flakes ca-derivations impure-derivations"
 out=bench/out
 mkdir -p "$out"
+# Files written by the post-processing rows go to a fresh directory outside
+# the repository: ext4 slows inode allocation down sharply in a block group
+# with many recently deleted inodes, which repeated runs here would create.
+scratch=$(mktemp -d -p /var/tmp drvmeta-bench.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
 
 cargo build --release --quiet
 drvmeta=target/release/drvmeta
@@ -51,9 +56,9 @@ time_cmd() {
 
 read_floor() { xargs -a "$out/closure.txt" cat > /dev/null; }
 # Post-processing writes the closure into a fresh directory each run.
-post() { local d; d=$(mktemp -d -p "$out" post.XXXXXX); "$drvmeta" "$1" --out "$d" $(cat "$out/roots.txt"); }
-copy_floor() { local d; d=$(mktemp -d -p "$out" post.XXXXXX); xargs -a "$out/closure.txt" cp -t "$d"; }
-export -f read_floor post copy_floor; export out drvmeta
+post() { local d; d=$(mktemp -d -p "$scratch" post.XXXXXX); "$drvmeta" "$1" --out "$d" $(cat "$out/roots.txt"); }
+copy_floor() { local d; d=$(mktemp -d -p "$scratch" post.XXXXXX); xargs -a "$out/closure.txt" cp -t "$d"; }
+export -f read_floor post copy_floor; export out drvmeta scratch
 
 results=$(
   time_cmd "read every .drv (cat)" bash -c read_floor
@@ -65,7 +70,6 @@ results=$(
   time_cmd "drvmeta strip --out DIR (fresh DIR)" bash -c 'post strip'
   time_cmd "cp every .drv into a fresh DIR" bash -c 'copy_floor'
 )
-rm -rf "$out"/post.*
 
 nix_time=$(awk '/^nix show-derivation/ {print $(NF-1)}' <<< "$results")
 read_time=$(awk '/^read every/ {print $(NF-1)}' <<< "$results")

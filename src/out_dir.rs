@@ -2,6 +2,7 @@
 //! ever replacing a different file.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -53,29 +54,37 @@ pub fn write_files<'a>(
             ),
         ));
     }
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    // Files are written under their final names into a fresh staging
+    // directory inside `dir`, then hard-linked into place: a reader never
+    // sees a partial file, and a name that appeared meanwhile is never
+    // replaced (linking fails instead). Creating files under random
+    // temporary names in a large directory was ten times slower on ext4.
+    let staging = tempfile::Builder::new()
+        .prefix(".drvmeta-staging-")
+        .tempdir_in(dir)
+        .map_err(|e| error(dir, format!("cannot write into the output directory: {e}")))?;
     for (target, bytes) in &pending {
-        let mut temp = tempfile::Builder::new()
-            .prefix(".drvmeta-")
-            .tempfile_in(dir)
-            .map_err(|e| error(dir, format!("cannot write into the output directory: {e}")))?;
-        temp.write_all(bytes)
-            .and_then(|()| {
-                use std::os::unix::fs::PermissionsExt as _;
-                temp.as_file()
-                    .set_permissions(std::fs::Permissions::from_mode(0o644))
-            })
+        let name = target.file_name().expect("a file name was joined");
+        let staged = staging.path().join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&staged)
+            .and_then(|mut file| file.write_all(bytes))
             .map_err(|e| error(target, format!("cannot write: {e}")))?;
-        match temp.persist_noclobber(target) {
-            Ok(_) => {}
+        match std::fs::hard_link(&staged, target) {
+            Ok(()) => {}
             // Another writer got there first: fine if it wrote the same.
-            Err(e) if std::fs::read(target).is_ok_and(|existing| existing == *bytes) => drop(e),
-            Err(e) => {
-                return Err(error(
-                    target,
-                    format!("cannot move into place: {}", e.error),
-                ));
-            }
+            Err(_) if std::fs::read(target).is_ok_and(|existing| existing == *bytes) => {}
+            Err(e) => return Err(error(target, format!("cannot move into place: {e}"))),
         }
     }
+    staging
+        .close()
+        .map_err(|e| error(dir, format!("cannot remove the staging directory: {e}")))?;
     Ok(pending.len())
 }
