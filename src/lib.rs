@@ -44,6 +44,7 @@ pub mod import;
 pub mod meta;
 pub mod nix_store;
 pub mod out_dir;
+pub mod provenance;
 pub mod report;
 pub mod rewrite;
 pub mod show;

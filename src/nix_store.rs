@@ -75,3 +75,90 @@ pub fn import(stream: Vec<u8>) -> Result<Vec<String>> {
         .map(str::to_owned)
         .collect())
 }
+
+fn query(args: &[&str], paths: &[String]) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for chunk in paths.chunks(1000) {
+        let output = nix_store()
+            .arg("--query")
+            .args(args)
+            .args(chunk)
+            .output()
+            .map_err(|e| spawn_error(&e))?;
+        if !output.status.success() {
+            return Err(Error::Store(format!(
+                "nix-store --query {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        lines.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    Ok(lines)
+}
+
+/// The NAR hash (sha256, lowercase hex) and NAR size Nix recorded for each
+/// of `paths`, which must be valid.
+///
+/// # Errors
+/// When `nix-store` fails (e.g. a path is not valid).
+pub fn nar_info(paths: &[String]) -> Result<Vec<(String, u64)>> {
+    let hashes = query(&["--hash"], paths)?;
+    let sizes = query(&["--size"], paths)?;
+    if hashes.len() != paths.len() || sizes.len() != paths.len() {
+        return Err(Error::Store(
+            "nix-store --query gave an unexpected number of lines".to_owned(),
+        ));
+    }
+    hashes
+        .iter()
+        .zip(&sizes)
+        .map(|(hash, size)| {
+            let base32 = hash
+                .strip_prefix("sha256:")
+                .ok_or_else(|| Error::Store(format!("unexpected NAR hash {hash:?}")))?;
+            let digest = nix_derivation::nixbase32::decode(base32.as_bytes())
+                .map_err(|e| Error::Store(format!("unexpected NAR hash {hash:?}: {e}")))?;
+            let size = size
+                .parse()
+                .map_err(|_| Error::Store(format!("unexpected NAR size {size:?}")))?;
+            Ok((crate::provenance::nar::hex(&digest), size))
+        })
+        .collect()
+}
+
+/// The output paths Nix knows for derivation `drv`.
+///
+/// # Errors
+/// When `nix-store` fails.
+pub fn outputs_of(drv: &str) -> Result<Vec<String>> {
+    query(&["--outputs"], &[drv.to_owned()])
+}
+
+/// `nix-store --realise` the derivations; returns the output paths printed
+/// (stderr, the build log, is passed through).
+///
+/// # Errors
+/// When the build fails.
+pub fn realise(drvs: &[String]) -> Result<Vec<String>> {
+    let output = nix_store()
+        .arg("--realise")
+        .args(drvs)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| spawn_error(&e))?;
+    if !output.status.success() {
+        return Err(Error::Store(format!(
+            "nix-store --realise failed ({})",
+            output.status
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}

@@ -11,6 +11,7 @@ use nix_derivation::StoreDir;
 
 mod diff;
 mod hash;
+mod provenance;
 mod rewrite;
 mod show;
 
@@ -48,6 +49,18 @@ enum Command {
     Strip(rewrite::RewriteArgs),
     /// Explain how two derivations differ and whether that rebuilds.
     Diff(diff::DiffArgs),
+    /// Nix's post-build-hook: record the provenance of the build in
+    /// DRV_PATH/OUT_PATHS.
+    Hook(provenance::HookArgs),
+    /// Write provenance records for derivations already built.
+    Record(provenance::RecordArgs),
+    /// Strip, import and build with stock Nix (a meta-only change builds
+    /// nothing), then record provenance against the meta-carrying
+    /// derivations; prints the output paths.
+    Realise(provenance::RealiseArgs),
+    /// Show or verify provenance records.
+    #[command(subcommand)]
+    Provenance(provenance::ProvenanceCommand),
 }
 
 /// Where derivations are read from; shared by every command.
@@ -142,7 +155,7 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 
 /// The error and its causes, each cause only when the message so far does
 /// not already say it (library errors embed their source's text).
-fn message(error: &anyhow::Error) -> String {
+pub fn message(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let part = cause.to_string();
@@ -166,6 +179,10 @@ pub fn main() -> ExitCode {
         Command::Rewrite(args) => rewrite::run(args, drvmeta::rewrite::Mode::Rewrite),
         Command::Strip(args) => rewrite::run(args, drvmeta::rewrite::Mode::Strip),
         Command::Diff(args) => diff::run(args),
+        Command::Hook(args) => provenance::hook(args),
+        Command::Record(args) => provenance::record(args),
+        Command::Realise(args) => provenance::realise(args),
+        Command::Provenance(command) => provenance::provenance(command),
     };
     match result {
         Ok(code) => ExitCode::from(code),

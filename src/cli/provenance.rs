@@ -1,0 +1,432 @@
+//! `drvmeta hook`, `record`, `realise` and `provenance show|verify`.
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use drvmeta::closure::{Closure, LoadOptions};
+use drvmeta::provenance::record::{Run, invocation_id, now_rfc3339};
+use drvmeta::provenance::store::{RecordStore, Written};
+use drvmeta::provenance::verify;
+use drvmeta::rewrite::{Mode, rewrite_closure};
+use nix_derivation::StoreDir;
+use serde_json::Value;
+
+use super::{EXIT_OK, EXIT_PROBLEM, LoadArgs, UsageError};
+
+/// Where records go and who the builder is.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The records directory [default: /nix/var/drvmeta/records when
+    /// writable, else $XDG_STATE_HOME/drvmeta/records].
+    #[arg(long, value_name = "DIR", env = "DRVMETA_RECORDS")]
+    records: Option<PathBuf>,
+    /// `runDetails.builder.id` of new records [default:
+    /// urn:drvmeta:builder:<hostname>].
+    #[arg(long, value_name = "URI", env = "DRVMETA_BUILDER_ID")]
+    builder_id: Option<String>,
+}
+
+impl StoreArgs {
+    fn store(&self) -> RecordStore {
+        RecordStore::new(
+            self.records
+                .clone()
+                .unwrap_or_else(RecordStore::default_root),
+        )
+    }
+
+    fn run(&self) -> Run {
+        let builder_id = self
+            .builder_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+                    .map(|h| h.trim().to_owned())
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "localhost".to_owned());
+                format!("urn:drvmeta:builder:{host}")
+            });
+        Run {
+            builder_id,
+            invocation_id: invocation_id(),
+            finished_on: now_rfc3339(),
+        }
+    }
+}
+
+fn load_options() -> Result<LoadOptions> {
+    let store_dir = std::env::var("NIX_STORE_DIR").unwrap_or_else(|_| "/nix/store".to_owned());
+    Ok(LoadOptions {
+        store_dir: StoreDir::new(store_dir.clone())
+            .map_err(|e| UsageError(format!("NIX_STORE_DIR {store_dir}: {e}")))?,
+        drv_dirs: Vec::new(),
+    })
+}
+
+fn describe(written: &[(PathBuf, Written)]) -> String {
+    let new = written.iter().filter(|(_, w)| *w == Written::New).count();
+    let dir = written
+        .first()
+        .and_then(|(p, _)| p.parent().and_then(|d| d.parent()))
+        .map_or_else(String::new, |d| d.display().to_string());
+    if new == 0 {
+        format!("already recorded in {dir}")
+    } else {
+        format!("recorded {new} output(s) in {dir}")
+    }
+}
+
+// ------------------------------------------------------------------ hook
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// Warn instead of failing when the record cannot be written (Nix then
+    /// goes on; provenance for this build is lost).
+    #[arg(long)]
+    best_effort: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Nix's `post-build-hook`: `DRV_PATH` and `OUT_PATHS` from the environment.
+pub fn hook(args: &HookArgs) -> Result<u8> {
+    let result = (|| -> Result<String> {
+        let drv = std::env::var("DRV_PATH")
+            .ok()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| {
+                anyhow!("DRV_PATH is not set: run drvmeta hook as Nix's post-build-hook")
+            })?;
+        let outs: Vec<String> = std::env::var("OUT_PATHS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let facts = drvmeta::provenance::facts(&load_options()?, &drv, &outs, None)
+            .with_context(|| format!("cannot gather the provenance of {drv}"))?;
+        let written =
+            drvmeta::provenance::write_records(&args.store.store(), &facts, &args.store.run())?;
+        Ok(format!("drvmeta: {drv}: {}", describe(&written)))
+    })();
+    match result {
+        Ok(line) => {
+            eprintln!("{line}");
+            Ok(EXIT_OK)
+        }
+        Err(error) if args.best_effort => {
+            eprintln!(
+                "drvmeta: warning: provenance not recorded: {}",
+                super::message(&error)
+            );
+            Ok(EXIT_OK)
+        }
+        Err(error) => {
+            Err(error.context("provenance not recorded (use --best-effort to go on anyway)"))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- record
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Built derivations (their outputs must be valid in the store).
+    #[arg(value_name = "DRV", required = true)]
+    drvs: Vec<String>,
+}
+
+pub fn record(args: &RecordArgs) -> Result<u8> {
+    let options = load_options()?;
+    let store = args.store.store();
+    for arg in &args.drvs {
+        let (path, _) = options.resolve_arg(arg)?;
+        let drv = path.to_absolute_path_in(&options.store_dir);
+        let facts = drvmeta::provenance::facts(&options, &drv, &[], None)?;
+        let written = drvmeta::provenance::write_records(&store, &facts, &args.store.run())?;
+        println!("{drv}: {}", describe(&written));
+    }
+    Ok(EXIT_OK)
+}
+
+// --------------------------------------------------------------- realise
+
+#[derive(Debug, Args)]
+pub struct RealiseArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// Strip, import, realise the stripped roots, record against the originals.
+pub fn realise(args: &RealiseArgs) -> Result<u8> {
+    let closure = args.load.load()?;
+    let stripped = rewrite_closure(&closure, Mode::Strip)?;
+    drvmeta::import::import_closure(&closure, &stripped)?;
+    let roots: Vec<(String, String)> = closure
+        .roots()
+        .iter()
+        .map(|&r| {
+            (
+                closure.render(&closure.nodes()[r].path),
+                closure.render(&stripped[r].path),
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let outputs =
+        drvmeta::nix_store::realise(&roots.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>())?;
+    let options = LoadOptions {
+        store_dir: closure.store_dir().clone(),
+        drv_dirs: args.load.drv_dirs.clone(),
+    };
+    let store = args.store.store();
+    for (original, stripped_root) in &roots {
+        let facts = drvmeta::provenance::facts(&options, stripped_root, &[], Some(original))?;
+        let written = drvmeta::provenance::write_records(&store, &facts, &args.store.run())?;
+        eprintln!("drvmeta: {original}: {}", describe(&written));
+    }
+    let mut out = io::stdout().lock();
+    for path in outputs {
+        writeln!(out, "{path}")?;
+    }
+    Ok(EXIT_OK)
+}
+
+// ------------------------------------------------------------ provenance
+
+#[derive(Debug, Subcommand)]
+pub enum ProvenanceCommand {
+    /// Show the records of outputs or derivations.
+    Show(ShowArgs),
+    /// Re-hash outputs and check them against their records and kernels
+    /// metadata.json digests.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Print {"records": [{"output", "file", "statement"}], "problems": […]}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Output paths, or derivations (all records of their outputs that name
+    /// them).
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Output paths, or derivations (all their outputs).
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<String>,
+}
+
+/// Output paths for a command-line path; for a derivation also the
+/// derivation, to filter records by.
+fn outputs_for(path: &str) -> Result<(Vec<String>, Option<String>)> {
+    if !path.ends_with(".drv") {
+        return Ok((vec![path.trim_end_matches('/').to_owned()], None));
+    }
+    let options = load_options()?;
+    let closure = Closure::load(&options, &[path.to_owned()])?;
+    let hashes = drvmeta::hashing::hash_closure(&closure);
+    let root = closure.roots()[0];
+    let mut outputs = BTreeSet::new();
+    for hashes in [&hashes[root].classic, &hashes[root].modulo_meta].into_iter().flatten() {
+        outputs.extend(
+            hashes
+                .outputs
+                .iter()
+                .filter_map(|(_, p)| p.as_ref())
+                .map(|p| closure.render(p)),
+        );
+    }
+    if outputs.is_empty() {
+        outputs.extend(drvmeta::nix_store::outputs_of(path).unwrap_or_default());
+    }
+    Ok((
+        outputs.into_iter().collect(),
+        Some(closure.render(&closure.nodes()[root].path)),
+    ))
+}
+
+fn names_drv(statement: &Value, drv: &str) -> bool {
+    let external = &statement["predicate"]["buildDefinition"]["externalParameters"];
+    external["derivation"] == drv || external["originalDerivation"] == drv
+}
+
+fn revision_line(dependency: &Value) -> String {
+    let commit = dependency["digest"]["gitCommit"].as_str().unwrap_or("?");
+    let dirty = if dependency["annotations"]["dirty"] == true {
+        "dirty"
+    } else {
+        "clean"
+    };
+    let version = dependency["annotations"]["version"]
+        .as_str()
+        .map_or(String::new(), |v| format!("{v} "));
+    let source = dependency["uri"]
+        .as_str()
+        .map_or(String::new(), |u| format!("  {u}"));
+    format!("{version}{commit} ({dirty}){source}")
+}
+
+fn summary(out: &mut String, output: &str, file: &std::path::Path, statement: &Value) {
+    use std::fmt::Write as _;
+    let external = &statement["predicate"]["buildDefinition"]["externalParameters"];
+    let run = &statement["predicate"]["runDetails"];
+    let base = output.rsplit('/').next().unwrap_or(output);
+    let subject = statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| {
+            s["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(&format!("/{base}")))
+        });
+    let name = subject
+        .and_then(|s| s["annotations"]["output"].as_str())
+        .unwrap_or("?");
+    let _ = writeln!(out, "{output} ({name})");
+    let _ = writeln!(out, "  record          {}", file.display());
+    let _ = writeln!(
+        out,
+        "  derivation      {}",
+        external["derivation"].as_str().unwrap_or("?")
+    );
+    if let Some(original) = external["originalDerivation"].as_str() {
+        let _ = writeln!(out, "  with meta from  {original}");
+    }
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"].as_array();
+    for dependency in deps.into_iter().flatten() {
+        match dependency["name"].as_str() {
+            Some("kernel") => {
+                let _ = writeln!(out, "  kernel          {}", revision_line(dependency));
+            }
+            Some("kernel-builder") => {
+                let _ = writeln!(out, "  kernel-builder  {}", revision_line(dependency));
+            }
+            _ => {}
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  built           {} by {}",
+        run["metadata"]["finishedOn"].as_str().unwrap_or("?"),
+        run["builder"]["id"].as_str().unwrap_or("?")
+    );
+    if verify::is_dirty(statement) {
+        let _ = writeln!(
+            out,
+            "  warning: built from a dirty tree (uncommitted changes)"
+        );
+    }
+}
+
+pub fn provenance(command: &ProvenanceCommand) -> Result<u8> {
+    match command {
+        ProvenanceCommand::Show(args) => show(args),
+        ProvenanceCommand::Verify(args) => verify_paths(args),
+    }
+}
+
+fn show(args: &ShowArgs) -> Result<u8> {
+    let store = args.store.store();
+    let mut problems = Vec::new();
+    let mut records = Vec::new();
+    let mut text = String::new();
+    for path in &args.paths {
+        let (outputs, drv) = outputs_for(path)?;
+        let before = records.len();
+        for output in outputs {
+            for record in verify::records_of(&store, &output)? {
+                match record.statement {
+                    Err(problem) => problems.push(format!("{}: {problem}", record.file.display())),
+                    Ok(statement) if drv.as_deref().is_none_or(|d| names_drv(&statement, d)) => {
+                        summary(&mut text, &output, &record.file, &statement);
+                        records.push(serde_json::json!({
+                            "output": output, "file": record.file, "statement": statement,
+                        }));
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        if records.len() == before {
+            problems.push(format!(
+                "{path}: no provenance record in {}",
+                store.root().display()
+            ));
+        }
+    }
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({ "records": records, "problems": problems }),
+        )?;
+        writeln!(out)?;
+    } else {
+        out.write_all(text.as_bytes())?;
+    }
+    for problem in &problems {
+        eprintln!("drvmeta: {problem}");
+    }
+    Ok(if problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEM
+    })
+}
+
+fn verify_paths(args: &VerifyArgs) -> Result<u8> {
+    let store = args.store.store();
+    let mut failed = false;
+    let mut out = io::stdout().lock();
+    for path in &args.paths {
+        let (outputs, _) = outputs_for(path)?;
+        if outputs.is_empty() {
+            bail!(UsageError(format!("{path}: no outputs to verify")));
+        }
+        for output in outputs {
+            let result = verify::verify(&store, &output)?;
+            for file in &result.dirty {
+                eprintln!(
+                    "drvmeta: warning: {}: built from a dirty tree (uncommitted changes)",
+                    file.display()
+                );
+            }
+            if result.problems.is_empty() {
+                writeln!(
+                    out,
+                    "ok {output}: NAR sha256 {} matches {} record(s); {} kernel file(s) match metadata.json",
+                    result.nar_sha256,
+                    result.matching.len(),
+                    result.kernel_files
+                )?;
+            } else {
+                failed = true;
+                writeln!(out, "FAILED {output}")?;
+                for problem in &result.problems {
+                    eprintln!("drvmeta: {problem}");
+                }
+            }
+        }
+    }
+    Ok(if failed { EXIT_PROBLEM } else { EXIT_OK })
+}

@@ -1,0 +1,230 @@
+//! Provenance records: what was built, from which derivation, kernel and
+//! builder revisions (DESIGN.md §3).
+//!
+//! [`facts`] gathers what a record says about a built derivation (from the
+//! `.drv` closure and the Nix store), [`record::statement`] renders it as an
+//! in-toto/SLSA statement, [`store::RecordStore`] keeps it, and
+//! [`verify`] checks outputs against records later.
+
+pub mod kernel;
+pub mod nar;
+pub mod record;
+pub mod store;
+pub mod verify;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use nix_derivation::{Output as DrvOutput, StorePath};
+
+use crate::closure::{Closure, LoadOptions, drv_name};
+use crate::error::{Error, Result};
+use crate::hashing::hash_closure;
+use crate::nix_store;
+use kernel::KernelProvenance;
+use record::{Facts, Input, Output, Run};
+use store::{RecordStore, Written};
+
+/// The output name of store path `path` of derivation `drv_name`:
+/// `out` for `<name>`, `<output>` for `<name>-<output>`.
+fn output_name_of(path: &StorePath, drv_name: &str, names: &[String]) -> Option<String> {
+    names
+        .iter()
+        .find(|name| {
+            let expected = if *name == "out" {
+                drv_name.to_owned()
+            } else {
+                format!("{drv_name}-{name}")
+            };
+            path.name() == expected
+        })
+        .cloned()
+}
+
+/// Gather the facts of a record for derivation `drv` (a store path) that
+/// was built into `out_paths` (all its outputs, valid in the store; empty:
+/// ask the store). `original` is the meta-carrying derivation `drv` was
+/// stripped from, when there is one (`drvmeta realise`); meta is read from
+/// it.
+///
+/// # Errors
+/// Loading errors, an output that is not valid, or Nix failing.
+pub fn facts(
+    options: &LoadOptions,
+    drv: &str,
+    out_paths: &[String],
+    original: Option<&str>,
+) -> Result<Facts> {
+    let mut roots = vec![drv.to_owned()];
+    roots.extend(original.map(str::to_owned));
+    let closure = Closure::load(options, &roots)?;
+    let hashes = hash_closure(&closure);
+    let built = closure.roots()[0];
+    let meta_source = *closure.roots().last().expect("at least one root");
+    let node = &closure.nodes()[built];
+    let derivation = node.derivation()?;
+    let store_dir = closure.store_dir();
+    let name = drv_name(&node.path).to_owned();
+    let names: Vec<String> = derivation.outputs().keys().cloned().collect();
+
+    // Outputs: given, or from the store.
+    let out_paths = if out_paths.is_empty() {
+        nix_store::outputs_of(&closure.render(&node.path))?
+    } else {
+        out_paths.to_vec()
+    };
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for path in &out_paths {
+        let parsed = store_dir
+            .parse_path(path.as_bytes())
+            .map_err(|e| Error::BadPath {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let output = output_name_of(&parsed, &name, &names).ok_or_else(|| Error::BadPath {
+            path: path.clone(),
+            reason: format!("not an output of {}", closure.render(&node.path)),
+        })?;
+        outputs.push((output, path.clone()));
+    }
+    outputs.sort();
+    let invalid: HashSet<String> = nix_store::invalid_paths(&out_paths)?.into_iter().collect();
+    if let Some(path) = out_paths.iter().find(|p| invalid.contains(*p)) {
+        return Err(Error::Store(format!(
+            "{path} is not valid in the Nix store: build {} first",
+            closure.render(&node.path)
+        )));
+    }
+    let paths: Vec<String> = outputs.iter().map(|(_, p)| p.clone()).collect();
+    let info = nix_store::nar_info(&paths).or_else(|_| {
+        // Fall back to hashing the NARs ourselves.
+        paths
+            .iter()
+            .map(|p| nar::nar_sha256(Path::new(p)))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let outputs = outputs
+        .into_iter()
+        .zip(info)
+        .map(|((name, path), (nar_sha256, nar_size))| Output {
+            name,
+            path,
+            nar_sha256,
+            nar_size,
+        })
+        .collect();
+
+    // Inputs: outputs of input derivations, and input sources.
+    let mut inputs: Vec<Input> = Vec::new();
+    for (input_path, input) in derivation.input_derivations() {
+        let position = node.input_position(input_path).expect("inputs are loaded");
+        let input_drv = closure.nodes()[position].derivation()?;
+        for output in input.outputs() {
+            let known = input_drv.outputs().get(output).and_then(|o: &DrvOutput| {
+                o.path_in(store_dir, input_drv.name(), output)
+                    .ok()
+                    .flatten()
+            });
+            let drv_text = closure.render(input_path);
+            inputs.push(Input {
+                uri: known.map_or_else(|| format!("{drv_text}^{output}"), |p| closure.render(&p)),
+                nar_sha256: None,
+                from: Some((drv_text, output.clone())),
+            });
+        }
+    }
+    for source in derivation.input_sources() {
+        inputs.push(Input {
+            uri: closure.render(source),
+            nar_sha256: None,
+            from: None,
+        });
+    }
+    inputs.sort_by(|a, b| a.uri.cmp(&b.uri));
+    let candidates: Vec<String> = inputs
+        .iter()
+        .filter(|i| i.uri.starts_with(store_dir.as_str()) && !i.uri.contains('^'))
+        .map(|i| i.uri.clone())
+        .collect();
+    let invalid: HashSet<String> = nix_store::invalid_paths(&candidates)?.into_iter().collect();
+    let valid: Vec<String> = candidates
+        .into_iter()
+        .filter(|p| !invalid.contains(p))
+        .collect();
+    let digests: BTreeMap<String, String> = valid
+        .iter()
+        .cloned()
+        .zip(
+            nix_store::nar_info(&valid)?
+                .into_iter()
+                .map(|(hash, _)| hash),
+        )
+        .collect();
+    for input in &mut inputs {
+        input.nar_sha256 = digests.get(&input.uri).cloned();
+    }
+
+    let meta_hashes = &hashes[meta_source];
+    let meta = meta_hashes.meta_object.clone();
+    let provenance = meta
+        .as_ref()
+        .map(KernelProvenance::from_meta)
+        .unwrap_or_default();
+    let built_hashes = &hashes[built];
+    let hex = |h: &std::result::Result<crate::hashing::Hashes, String>| {
+        h.as_ref()
+            .ok()
+            .and_then(|h| h.output_hash)
+            .map(|h| h.to_string())
+    };
+    let (classic, modulo) = if meta_source == built {
+        (hex(&built_hashes.classic), hex(&built_hashes.modulo_meta))
+    } else {
+        (hex(&meta_hashes.classic), hex(&meta_hashes.modulo_meta))
+    };
+    Ok(Facts {
+        derivation: closure.render(&node.path),
+        original_derivation: (meta_source != built)
+            .then(|| closure.render(&closure.nodes()[meta_source].path)),
+        meta,
+        opted_in: meta_hashes.meta.opt_in,
+        system: derivation.system().to_owned(),
+        classic_output_hash: classic,
+        modulo_meta_output_hash: modulo,
+        outputs,
+        inputs,
+        provenance,
+    })
+}
+
+/// The hash part of an absolute store path.
+#[must_use]
+pub fn hash_part(path: &str) -> &str {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    &base[..base.len().min(crate::substitute::HASH_LEN)]
+}
+
+/// Write the record of `facts` for every output. The record is keyed by
+/// the meta-carrying derivation (the original one when there is one).
+/// Returns the record files and whether each was new.
+///
+/// # Errors
+/// When a record cannot be written.
+pub fn write_records(
+    store: &RecordStore,
+    facts: &Facts,
+    run: &Run,
+) -> Result<Vec<(std::path::PathBuf, Written)>> {
+    let statement = record::statement(facts, run);
+    let mut bytes = serde_json::to_vec_pretty(&statement).expect("a statement serialises");
+    bytes.push(b'\n');
+    let key = facts
+        .original_derivation
+        .as_deref()
+        .unwrap_or(&facts.derivation);
+    facts
+        .outputs
+        .iter()
+        .map(|output| store.write(hash_part(&output.path), hash_part(key), &bytes))
+        .collect()
+}

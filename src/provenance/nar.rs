@@ -1,0 +1,49 @@
+//! NAR hashing of store paths (nix-nar serialises, sha2 hashes).
+
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// sha256 (lowercase hex) and size of the NAR serialisation of `path`.
+///
+/// # Errors
+/// When the path cannot be read or archived.
+pub fn nar_sha256(path: &Path) -> Result<(String, u64)> {
+    let fail = |message: String| Error::Output {
+        file: path.to_owned(),
+        message,
+    };
+    let mut encoder = nix_nar::Encoder::builder(path)
+        .internal_buffer_size(1 << 20)
+        .build()
+        .map_err(|e| fail(format!("cannot archive: {e}")))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0_u8; 1 << 20];
+    let mut size = 0_u64;
+    loop {
+        let n = encoder
+            .read(&mut buffer)
+            .map_err(|e| fail(format!("cannot archive: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((hex(&hasher.finalize()), size))
+}
+
+/// Lowercase hex of `bytes`.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    out
+}
