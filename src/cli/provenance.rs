@@ -246,7 +246,10 @@ fn outputs_for(path: &str) -> Result<(Vec<String>, Option<String>)> {
     let hashes = drvmeta::hashing::hash_closure(&closure);
     let root = closure.roots()[0];
     let mut outputs = BTreeSet::new();
-    for hashes in [&hashes[root].classic, &hashes[root].modulo_meta].into_iter().flatten() {
+    for hashes in [&hashes[root].classic, &hashes[root].modulo_meta]
+        .into_iter()
+        .flatten()
+    {
         outputs.extend(
             hashes
                 .outputs

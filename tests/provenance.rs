@@ -1,0 +1,648 @@
+//! Provenance end to end with real Nix 2.8: a kernel-like build with the
+//! post-build hook, validation with in-toto-attestation, verify and
+//! tampering, realise without rebuild, concurrency and crashes, bad input.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use sha2::Digest as _;
+
+const BUILDER_COMMIT: &str = "89abcdef0123456789abcdef0123456789abcdef";
+const VARIANT: &str = "torch25-cxx11-cu124-x86_64-linux";
+const INIT_PY: &str = "def gelu(x): return x\n";
+const SO: &str = "binary kernel\n";
+
+fn b64_sha256(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// A kernel-builder-shaped expression: outputs `out` (a variant directory
+/// with `metadata.json` holding the digests computed here) and `dev`,
+/// provenance in `__meta`, a nonce so that every test builds anew.
+fn kernel_expr(nonce: &str) -> String {
+    let metadata = format!(
+        r#"{{"version":1,"digest":{{"algorithm":"sha256","files":{{"activation/__init__.py":"{}","activation/_activation.so":"{}"}}}}}}"#,
+        b64_sha256(INIT_PY),
+        b64_sha256(SO)
+    );
+    format!(
+        r#"{{ kernelCommit, kernelDirty ? false }}:
+derivation {{
+  name = "activation-kernel-1.0.0";
+  system = "x86_64-linux";
+  builder = "/bin/bash";
+  nonce = "{nonce}";
+  outputs = [ "dev" "out" ];
+  __structuredAttrs = true;
+  metadata = builtins.toJSON (builtins.fromJSON ''{metadata}'');
+  args = [ "-euc" ''
+    . ./.attrs.sh
+    out=''${{outputs[out]}}; dev=''${{outputs[dev]}}
+    v=$out/{VARIANT}
+    /bin/mkdir -p $v/activation/__pycache__ $dev
+    printf "%s" "$metadata" > $v/metadata.json
+    printf 'def gelu(x): return x\n' > $v/activation/__init__.py
+    printf 'binary kernel\n' > $v/activation/_activation.so
+    printf 'cached' > $v/activation/__pycache__/__init__.cpython-311.pyc
+    echo headers > $dev/activation.h
+  '' ];
+  __meta = {{
+    description = "Activation kernels";
+    license = "asl20";
+    provenance = {{
+      kernel-builder = {{ version = "0.17.0"; commit = "{BUILDER_COMMIT}"; dirty = false; }};
+      kernel = {{ commit = kernelCommit; dirty = kernelDirty; source = "git+https://example.org/activation"; }};
+    }};
+  }};
+  requiredSystemFeatures = [ "derivation-meta" ];
+}}
+"#
+    )
+}
+
+fn nonce() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+fn commit(n: u8) -> String {
+    format!("{n:x}").repeat(40)
+}
+
+fn drvmeta(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args(args)
+        .env("NIX_CONFIG", support::NIX_CONFIG)
+        .env_remove("DRVMETA_RECORDS")
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Build `expr` with `drvmeta hook` as Nix's post-build-hook writing into
+/// `records`; returns the output paths and the build log.
+fn build_with_hook(dir: &Path, expr: &str, records: &Path, args: &[&str]) -> (Vec<String>, String) {
+    let file = dir.join("kernel.nix");
+    std::fs::write(&file, expr).unwrap();
+    let hook = dir.join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nexec {} hook --records {}\n",
+            env!("CARGO_BIN_EXE_drvmeta"),
+            records.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&hook).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = support::nix("nix-build")
+        .arg(&file)
+        .args(args)
+        .args(["--no-out-link", "--option", "sandbox", "false"])
+        .args(["--option", "extra-system-features", "derivation-meta"])
+        .arg("--option")
+        .arg("post-build-hook")
+        .arg(&hook)
+        .output()
+        .unwrap();
+    let log = stderr(&output);
+    assert!(output.status.success(), "nix-build failed:\n{log}");
+    // nix-build prints the default output only: ask for all of them.
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let drv = support::run(
+        support::nix("nix-store").args(["--query", "--deriver", printed.trim()]),
+        "deriver",
+    );
+    let outs = support::run(
+        support::nix("nix-store").args(["--query", "--outputs", drv.trim()]),
+        "outputs",
+    );
+    (outs.lines().map(str::to_owned).collect(), log)
+}
+
+fn record_files(records: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = walk(records)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".intoto.json"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn nix_nar_hash_hex(path: &str) -> String {
+    let out = support::run(
+        support::nix("nix-store").args(["--query", "--hash", path]),
+        "query hash",
+    );
+    let base32 = out.trim().strip_prefix("sha256:").unwrap();
+    let bytes = nix_derivation::nixbase32::decode(base32.as_bytes()).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Validate statements with in-toto-attestation (PyPI): Statement.validate()
+/// and the predicate parsed into the SLSA v1 Provenance protobuf.
+fn validate_with_in_toto(files: &[PathBuf]) {
+    let script = r#"
+import json, sys
+from google.protobuf import json_format
+from in_toto_attestation.v1 import statement_pb2
+from in_toto_attestation.v1.statement import Statement
+from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+for f in sys.argv[1:]:
+    text = open(f).read()
+    Statement.copy_from_pb(json_format.Parse(text, statement_pb2.Statement())).validate()
+    json_format.ParseDict(json.loads(text)["predicate"], provenance_pb2.Provenance())
+print("valid", len(sys.argv) - 1)
+"#;
+    let output = Command::new("python3").arg("-c").arg(script).args(files).output().expect(
+        "python3 runs (the tests need it with in-toto-attestation: pip install in-toto-attestation)",
+    );
+    assert!(
+        output.status.success(),
+        "in-toto-attestation rejects a record (pip install in-toto-attestation if it is missing):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("valid {}", files.len())
+    );
+}
+
+#[test]
+fn hook_records_verify_and_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let kernel_commit = commit(1);
+    let (outs, log) = build_with_hook(
+        dir.path(),
+        &kernel_expr(&nonce()),
+        &records,
+        &["--argstr", "kernelCommit", &kernel_commit],
+    );
+    assert!(log.contains("running post-build-hook"), "{log}");
+    assert!(log.contains("recorded 2 output(s)"), "{log}");
+    assert_eq!(outs.len(), 2, "{outs:?}");
+
+    // A record for every output, whose digest is Nix's narHash.
+    let files = record_files(&records);
+    assert_eq!(files.len(), 2, "{files:?}");
+    for out in &outs {
+        let hash_part = &out["/nix/store/".len()..][..32];
+        let file = files
+            .iter()
+            .find(|f| f.parent().unwrap().ends_with(hash_part))
+            .unwrap_or_else(|| panic!("no record for {out}"));
+        let statement: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let subject = statement["subject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == out.as_str())
+            .unwrap();
+        assert_eq!(subject["digest"]["sha256"], nix_nar_hash_hex(out), "{out}");
+        assert!(subject["annotations"]["narSize"].as_u64().unwrap() > 0);
+        let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
+        let kernel = deps.iter().find(|d| d["name"] == "kernel").unwrap();
+        assert_eq!(kernel["digest"]["gitCommit"], kernel_commit.as_str());
+        assert_eq!(kernel["annotations"]["dirty"], false);
+        let builder = deps.iter().find(|d| d["name"] == "kernel-builder").unwrap();
+        assert_eq!(builder["digest"]["gitCommit"], BUILDER_COMMIT);
+        assert_eq!(builder["annotations"]["version"], "0.17.0");
+        assert_eq!(
+            statement["predicate"]["buildDefinition"]["internalParameters"]["metaOptIn"],
+            true
+        );
+        let finished = statement["predicate"]["runDetails"]["metadata"]["finishedOn"]
+            .as_str()
+            .unwrap();
+        assert!(
+            finished.ends_with('Z') && !finished.contains('.'),
+            "{finished}"
+        );
+    }
+    validate_with_in_toto(&files);
+
+    let out = outs.iter().find(|o| !o.ends_with("-dev")).unwrap();
+    let records_arg = records.to_str().unwrap();
+    let ok = drvmeta(&["provenance", "verify", "--records", records_arg, out]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("2 kernel file(s) match"),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    let show = drvmeta(&["provenance", "show", "--records", records_arg, out]);
+    assert_eq!(show.status.code(), Some(0), "{}", stderr(&show));
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains(&kernel_commit) && text.contains("(clean)") && text.contains("0.17.0"),
+        "{text}"
+    );
+
+    // Tamper with a copy of the output: a changed file fails verify.
+    let copy = dir
+        .path()
+        .join("copy")
+        .join(out.rsplit('/').next().unwrap());
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(out)
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let copy_str = copy.to_str().unwrap();
+    let pristine = drvmeta(&["provenance", "verify", "--records", records_arg, copy_str]);
+    assert_eq!(
+        pristine.status.code(),
+        Some(0),
+        "an exact copy verifies: {}",
+        stderr(&pristine)
+    );
+    let so = copy.join(VARIANT).join("activation/_activation.so");
+    make_writable(&copy);
+    std::fs::write(&so, "evil kernel\n").unwrap();
+    let tampered = drvmeta(&["provenance", "verify", "--records", records_arg, copy_str]);
+    assert_eq!(tampered.status.code(), Some(1));
+    let err = stderr(&tampered);
+    assert!(
+        err.contains("hashes to") && err.contains("_activation.so"),
+        "{err}"
+    );
+
+    // Restore the file but edit the metadata.json digest instead.
+    std::fs::write(&so, SO).unwrap();
+    let metadata = copy.join(VARIANT).join("metadata.json");
+    let edited = std::fs::read_to_string(&metadata)
+        .unwrap()
+        .replace(&b64_sha256(INIT_PY), &b64_sha256("other"));
+    std::fs::write(&metadata, edited).unwrap();
+    let digest = drvmeta(&["provenance", "verify", "--records", records_arg, copy_str]);
+    assert_eq!(digest.status.code(), Some(1));
+    assert!(
+        stderr(&digest).contains("activation/__init__.py"),
+        "{}",
+        stderr(&digest)
+    );
+}
+
+fn make_writable(dir: &Path) {
+    assert!(
+        Command::new("chmod")
+            .args(["-R", "u+w"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn realise_twice_with_a_new_commit_builds_nothing_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let file = dir.path().join("kernel.nix");
+    std::fs::write(&file, kernel_expr(&nonce())).unwrap();
+    let instantiate = |commit: &str| {
+        support::run(
+            support::nix("nix-instantiate")
+                .arg(&file)
+                .args(["--argstr", "kernelCommit", commit]),
+            "instantiate",
+        )
+        .lines()
+        .next()
+        .unwrap()
+        .split('!')
+        .next()
+        .unwrap()
+        .to_owned()
+    };
+    let (first, second) = (instantiate(&commit(2)), instantiate(&commit(3)));
+    assert_ne!(first, second, "the commit is in the derivation");
+    let realise = |drv: &str| {
+        Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+            .args(["realise", "--records", records.to_str().unwrap(), drv])
+            .env(
+                "NIX_CONFIG",
+                format!("{}\nsandbox = false", support::NIX_CONFIG),
+            )
+            .output()
+            .unwrap()
+    };
+    let one = realise(&first);
+    assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
+    assert!(
+        stderr(&one).contains("building"),
+        "the first realise builds: {}",
+        stderr(&one)
+    );
+    let two = realise(&second);
+    assert_eq!(two.status.code(), Some(0), "{}", stderr(&two));
+    assert!(
+        !stderr(&two).contains("building"),
+        "the second realise built something:\n{}",
+        stderr(&two)
+    );
+    assert_eq!(one.stdout, two.stdout, "same output paths");
+
+    // Both records exist for the output, each with its own commit.
+    let out = String::from_utf8(two.stdout)
+        .unwrap()
+        .lines()
+        .find(|l| !l.ends_with("-dev"))
+        .unwrap()
+        .to_owned();
+    let show = drvmeta(&[
+        "provenance",
+        "show",
+        "--json",
+        "--records",
+        records.to_str().unwrap(),
+        &out,
+    ]);
+    assert_eq!(show.status.code(), Some(0), "{}", stderr(&show));
+    let value: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let commits: Vec<&str> = value["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let deps = r["statement"]["predicate"]["buildDefinition"]["resolvedDependencies"]
+                .as_array()
+                .unwrap();
+            deps.iter().find(|d| d["name"] == "kernel").unwrap()["digest"]["gitCommit"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(commits.len(), 2, "{value}");
+    assert!(
+        commits.contains(&commit(2).as_str()) && commits.contains(&commit(3).as_str()),
+        "{commits:?}"
+    );
+    for record in value["records"].as_array().unwrap() {
+        let external = &record["statement"]["predicate"]["buildDefinition"]["externalParameters"];
+        assert!(
+            external["originalDerivation"] == first.as_str()
+                || external["originalDerivation"] == second.as_str()
+        );
+        assert_ne!(external["derivation"], external["originalDerivation"]);
+    }
+    validate_with_in_toto(&record_files(&records));
+    // show by derivation finds its own record only.
+    let by_drv = drvmeta(&[
+        "provenance",
+        "show",
+        "--json",
+        "--records",
+        records.to_str().unwrap(),
+        &first,
+    ]);
+    let by_drv: serde_json::Value = serde_json::from_slice(&by_drv.stdout).unwrap();
+    assert_eq!(
+        by_drv["records"].as_array().unwrap().len(),
+        2,
+        "one per output: {by_drv}"
+    );
+}
+
+/// Build the kernel once (no hook) and return its drv path.
+fn built_kernel(dir: &Path) -> String {
+    let file = dir.join("kernel.nix");
+    std::fs::write(&file, kernel_expr(&nonce())).unwrap();
+    let drv = support::run(
+        support::nix("nix-instantiate")
+            .arg(&file)
+            .args(["--argstr", "kernelCommit", &commit(4)]),
+        "instantiate",
+    );
+    let drv = drv
+        .lines()
+        .next()
+        .unwrap()
+        .split('!')
+        .next()
+        .unwrap()
+        .to_owned();
+    support::run(
+        support::nix("nix-store").args([
+            "--realise",
+            &drv,
+            "--option",
+            "sandbox",
+            "false",
+            "--option",
+            "extra-system-features",
+            "derivation-meta",
+        ]),
+        "realise",
+    );
+    drv
+}
+
+#[test]
+fn concurrent_writers_and_killed_writers_never_leave_bad_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let drv = built_kernel(dir.path());
+    let records = dir.path().join("records");
+    // Sixteen processes record the same derivation at once.
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+                .args([
+                    "record",
+                    "--records",
+                    records.to_str().unwrap(),
+                    "--builder-id",
+                ])
+                .arg(format!("urn:test:{i}"))
+                .arg(&drv)
+                .env("NIX_CONFIG", support::NIX_CONFIG)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let files = record_files(&records);
+    assert_eq!(files.len(), 2, "one record per output: {files:?}");
+    validate_with_in_toto(&files);
+
+    // Writers killed at random moments leave no partial record.
+    let killed = dir.path().join("killed");
+    for i in 0..30_u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+            .args(["record", "--records", killed.to_str().unwrap(), &drv])
+            .env("NIX_CONFIG", support::NIX_CONFIG)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(i * 3 % 40));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        for file in record_files(&killed) {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
+                "partial record {}",
+                file.display()
+            );
+        }
+    }
+    // Whatever was interrupted, a later run completes the set.
+    let done = drvmeta(&["record", "--records", killed.to_str().unwrap(), &drv]);
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    validate_with_in_toto(&record_files(&killed));
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let records_arg = records.to_str().unwrap();
+
+    // The hook outside Nix.
+    let no_drv = drvmeta(&["hook", "--records", records_arg]);
+    assert_eq!(no_drv.status.code(), Some(1));
+    assert!(
+        stderr(&no_drv).contains("DRV_PATH is not set"),
+        "{}",
+        stderr(&no_drv)
+    );
+    let best = drvmeta(&["hook", "--best-effort", "--records", records_arg]);
+    assert_eq!(best.status.code(), Some(0));
+    assert!(
+        stderr(&best).contains("warning: provenance not recorded"),
+        "{}",
+        stderr(&best)
+    );
+
+    // A derivation that was never built.
+    let file = dir.path().join("kernel.nix");
+    std::fs::write(&file, kernel_expr(&nonce())).unwrap();
+    let drv = support::run(
+        support::nix("nix-instantiate")
+            .arg(&file)
+            .args(["--argstr", "kernelCommit", &commit(5)]),
+        "instantiate",
+    );
+    let drv = drv
+        .lines()
+        .next()
+        .unwrap()
+        .split('!')
+        .next()
+        .unwrap()
+        .to_owned();
+    let unbuilt = drvmeta(&["record", "--records", records_arg, &drv]);
+    assert_eq!(unbuilt.status.code(), Some(1));
+    assert!(
+        stderr(&unbuilt).contains("not valid in the Nix store"),
+        "{}",
+        stderr(&unbuilt)
+    );
+
+    // An unusable records directory (a file).
+    let built = built_kernel(dir.path());
+    let not_dir = dir.path().join("not-a-dir");
+    std::fs::write(&not_dir, "x").unwrap();
+    let unwritable = drvmeta(&["record", "--records", not_dir.to_str().unwrap(), &built]);
+    assert_eq!(unwritable.status.code(), Some(1));
+    assert!(
+        stderr(&unwritable).contains("not-a-dir"),
+        "{}",
+        stderr(&unwritable)
+    );
+
+    // A corrupt record is named, and the others still count.
+    let good = drvmeta(&["record", "--records", records_arg, &built]);
+    assert_eq!(good.status.code(), Some(0), "{}", stderr(&good));
+    let files = record_files(&records);
+    let victim = files[0].clone();
+    let sibling = victim.with_file_name("0000000000000000000000000000000a.intoto.json");
+    std::fs::write(&sibling, b"{ not json").unwrap();
+    let output_dir = victim
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let outs = support::run(
+        support::nix("nix-store").args(["--query", "--outputs", &built]),
+        "outputs",
+    );
+    let out = outs
+        .lines()
+        .find(|o| o.contains(&output_dir))
+        .unwrap()
+        .to_owned();
+    let show = drvmeta(&["provenance", "show", "--records", records_arg, &out]);
+    assert_eq!(show.status.code(), Some(1));
+    assert!(
+        stderr(&show).contains(&sibling.display().to_string()),
+        "{}",
+        stderr(&show)
+    );
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains(&commit(4)),
+        "the good record is still shown"
+    );
+    let verify = drvmeta(&["provenance", "verify", "--records", records_arg, &out]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(stderr(&verify).contains("not JSON"), "{}", stderr(&verify));
+
+    // An output with no records at all.
+    let none = drvmeta(&[
+        "provenance",
+        "verify",
+        "--records",
+        dir.path().join("empty").to_str().unwrap(),
+        &out,
+    ]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        stderr(&none).contains("no provenance record"),
+        "{}",
+        stderr(&none)
+    );
+}
