@@ -101,32 +101,47 @@ fn query(args: &[&str], paths: &[String]) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// The NAR hash (sha256, lowercase hex) and NAR size Nix recorded for each
-/// of `paths`, which must be valid.
+/// The NAR hash (sha256, lowercase hex) Nix recorded for each of `paths`,
+/// which must all be valid (one `nix-store` call per 1,000 paths).
 ///
 /// # Errors
 /// When `nix-store` fails (e.g. a path is not valid).
-pub fn nar_info(paths: &[String]) -> Result<Vec<(String, u64)>> {
+pub fn nar_hashes(paths: &[String]) -> Result<Vec<String>> {
     let hashes = query(&["--hash"], paths)?;
-    let sizes = query(&["--size"], paths)?;
-    if hashes.len() != paths.len() || sizes.len() != paths.len() {
+    if hashes.len() != paths.len() {
         return Err(Error::Store(
-            "nix-store --query gave an unexpected number of lines".to_owned(),
+            "nix-store --query --hash gave an unexpected number of lines".to_owned(),
         ));
     }
     hashes
         .iter()
-        .zip(&sizes)
-        .map(|(hash, size)| {
+        .map(|hash| {
             let base32 = hash
                 .strip_prefix("sha256:")
                 .ok_or_else(|| Error::Store(format!("unexpected NAR hash {hash:?}")))?;
             let digest = nix_derivation::nixbase32::decode(base32.as_bytes())
                 .map_err(|e| Error::Store(format!("unexpected NAR hash {hash:?}: {e}")))?;
-            let size = size
-                .parse()
-                .map_err(|_| Error::Store(format!("unexpected NAR size {size:?}")))?;
-            Ok((crate::provenance::nar::hex(&digest), size))
+            Ok(crate::provenance::nar::hex(&digest))
+        })
+        .collect()
+}
+
+/// The NAR sizes Nix recorded for `paths`, which must all be valid.
+///
+/// # Errors
+/// When `nix-store` fails (e.g. a path is not valid).
+pub fn nar_sizes(paths: &[String]) -> Result<Vec<u64>> {
+    let sizes = query(&["--size"], paths)?;
+    if sizes.len() != paths.len() {
+        return Err(Error::Store(
+            "nix-store --query --size gave an unexpected number of lines".to_owned(),
+        ));
+    }
+    sizes
+        .iter()
+        .map(|size| {
+            size.parse()
+                .map_err(|_| Error::Store(format!("unexpected NAR size {size:?}")))
         })
         .collect()
 }

@@ -13,7 +13,6 @@ pub mod store;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 
 use nix_derivation::{Output as DrvOutput, StorePath};
 
@@ -88,31 +87,6 @@ pub fn facts(
         outputs.push((output, path.clone()));
     }
     outputs.sort();
-    let invalid: HashSet<String> = nix_store::invalid_paths(&out_paths)?.into_iter().collect();
-    if let Some(path) = out_paths.iter().find(|p| invalid.contains(*p)) {
-        return Err(Error::Store(format!(
-            "{path} is not valid in the Nix store: build {} first",
-            closure.render(&node.path)
-        )));
-    }
-    let paths: Vec<String> = outputs.iter().map(|(_, p)| p.clone()).collect();
-    let info = nix_store::nar_info(&paths).or_else(|_| {
-        // Fall back to hashing the NARs ourselves.
-        paths
-            .iter()
-            .map(|p| nar::nar_sha256(Path::new(p)))
-            .collect::<Result<Vec<_>>>()
-    })?;
-    let outputs = outputs
-        .into_iter()
-        .zip(info)
-        .map(|((name, path), (nar_sha256, nar_size))| Output {
-            name,
-            path,
-            nar_sha256,
-            nar_size,
-        })
-        .collect();
 
     // Inputs: outputs of input derivations, and input sources.
     let mut inputs: Vec<Input> = Vec::new();
@@ -143,26 +117,69 @@ pub fn facts(
     inputs.sort_by(|a, b| a.uri.cmp(&b.uri));
     let candidates: Vec<String> = inputs
         .iter()
-        .filter(|i| i.uri.starts_with(store_dir.as_str()) && !i.uri.contains('^'))
+        .filter(|i| !i.uri.contains('^'))
         .map(|i| i.uri.clone())
         .collect();
-    let invalid: HashSet<String> = nix_store::invalid_paths(&candidates)?.into_iter().collect();
-    let valid: Vec<String> = candidates
-        .into_iter()
-        .filter(|p| !invalid.contains(p))
-        .collect();
-    let digests: BTreeMap<String, String> = valid
-        .iter()
-        .cloned()
-        .zip(
-            nix_store::nar_info(&valid)?
-                .into_iter()
-                .map(|(hash, _)| hash),
-        )
-        .collect();
+
+    // The narHash Nix has, in as few nix-store calls as possible (the hook
+    // runs after every build): one for every hash, one for the sizes.
+    let paths: Vec<String> = outputs.iter().map(|(_, p)| p.clone()).collect();
+    let all: Vec<String> = paths.iter().chain(&candidates).cloned().collect();
+    let (output_hashes, digests) = match nix_store::nar_hashes(&all) {
+        Ok(mut hashes) => {
+            let inputs = hashes.split_off(paths.len());
+            (
+                hashes,
+                candidates
+                    .iter()
+                    .cloned()
+                    .zip(inputs)
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        }
+        Err(_) => {
+            // Something is not valid: say which output, or skip the inputs.
+            let invalid: HashSet<String> = nix_store::invalid_paths(&all)?.into_iter().collect();
+            if let Some(path) = paths.iter().find(|p| invalid.contains(*p)) {
+                return Err(Error::Store(format!(
+                    "{path} is not valid in the Nix store: build {} first",
+                    closure.render(&node.path)
+                )));
+            }
+            let valid: Vec<String> = candidates
+                .iter()
+                .filter(|p| !invalid.contains(*p))
+                .cloned()
+                .collect();
+            let hashes = nix_store::nar_hashes(&valid)?;
+            (
+                nix_store::nar_hashes(&paths)?,
+                valid.into_iter().zip(hashes).collect(),
+            )
+        }
+    };
+    let sizes = match nix_store::nar_sizes(&paths) {
+        Ok(sizes) => sizes,
+        // Nix knows the paths but not their sizes (very old databases):
+        // serialise the NARs ourselves.
+        Err(_) => paths
+            .iter()
+            .map(|p| nar::nar_sha256(std::path::Path::new(p)).map(|(_, size)| size))
+            .collect::<Result<_>>()?,
+    };
     for input in &mut inputs {
         input.nar_sha256 = digests.get(&input.uri).cloned();
     }
+    let outputs = outputs
+        .into_iter()
+        .zip(output_hashes.into_iter().zip(sizes))
+        .map(|((name, path), (nar_sha256, nar_size))| Output {
+            name,
+            path,
+            nar_sha256,
+            nar_size,
+        })
+        .collect();
 
     let meta_hashes = &hashes[meta_source];
     let meta = meta_hashes.meta_object.clone();
