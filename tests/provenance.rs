@@ -646,3 +646,19 @@ fn bad_input_gives_clear_errors() {
         stderr(&none)
     );
 }
+
+#[test]
+fn the_nixos_hook_snippet_parses() {
+    let snippet = support::project_dir().join("nix/post-build-hook.nix");
+    support::run(
+        support::nix("nix-instantiate").arg("--parse").arg(&snippet),
+        "parse nix/post-build-hook.nix",
+    );
+    // It wires drvmeta hook with the records directory.
+    let text = std::fs::read_to_string(&snippet).unwrap();
+    assert!(
+        text.contains("drvmeta hook")
+            && text.contains("--records")
+            && text.contains("post-build-hook")
+    );
+}
