@@ -152,10 +152,15 @@ pub fn facts(
                 .cloned()
                 .collect();
             let hashes = nix_store::nar_hashes(&valid)?;
-            (
-                nix_store::nar_hashes(&paths)?,
-                valid.into_iter().zip(hashes).collect(),
-            )
+            let outputs = match nix_store::nar_hashes(&paths) {
+                Ok(hashes) => hashes,
+                // Valid, but Nix will not say its hash: serialise the NARs.
+                Err(_) => paths
+                    .iter()
+                    .map(|p| nar::nar_sha256(std::path::Path::new(p)).map(|(hash, _)| hash))
+                    .collect::<Result<_>>()?,
+            };
+            (outputs, valid.into_iter().zip(hashes).collect())
         }
     };
     let sizes = match nix_store::nar_sizes(&paths) {
