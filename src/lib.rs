@@ -47,6 +47,7 @@ pub mod out_dir;
 pub mod provenance;
 pub mod report;
 pub mod rewrite;
+pub mod sbom;
 pub mod show;
 pub mod substitute;
 

@@ -177,3 +177,11 @@ pub fn realise(drvs: &[String]) -> Result<Vec<String>> {
         .map(str::to_owned)
         .collect())
 }
+
+/// `nix-store --query --graph` of `paths`: their runtime closure in dot form.
+///
+/// # Errors
+/// When `nix-store` fails (e.g. a path is not valid).
+pub fn graph(paths: &[String]) -> Result<String> {
+    Ok(query(&["--graph"], paths)?.join("\n"))
+}

@@ -13,6 +13,7 @@ mod diff;
 mod hash;
 mod provenance;
 mod rewrite;
+mod sbom;
 mod show;
 
 /// Exit status: everything is fine.
@@ -58,6 +59,9 @@ enum Command {
     /// nothing), then record provenance against the meta-carrying
     /// derivations; prints the output paths.
     Realise(provenance::RealiseArgs),
+    /// Write a CycloneDX 1.6 or SPDX 2.3 SBOM of a derivation closure (no
+    /// evaluation: metadata comes from __meta).
+    Sbom(sbom::SbomArgs),
     /// Show or verify provenance records.
     #[command(subcommand)]
     Provenance(provenance::ProvenanceCommand),
@@ -183,6 +187,7 @@ pub fn main() -> ExitCode {
         Command::Record(args) => provenance::record(args),
         Command::Realise(args) => provenance::realise(args),
         Command::Provenance(command) => provenance::provenance(command),
+        Command::Sbom(args) => sbom::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,106 @@
+//! `drvmeta sbom`: CycloneDX 1.6 or SPDX 2.3 from a derivation closure.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, ValueEnum};
+use drvmeta::closure::Closure;
+use drvmeta::sbom::RuntimeGraph;
+
+use super::{EXIT_OK, LoadArgs};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// CycloneDX 1.6 JSON.
+    Cyclonedx,
+    /// SPDX 2.3 JSON.
+    Spdx,
+}
+
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// Document format.
+    #[arg(long, value_enum, default_value = "cyclonedx")]
+    format: Format,
+    /// Write the document to FILE (atomically) instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Only what the roots' built outputs reference (they must be built);
+    /// the default is the whole build-time closure.
+    #[arg(long)]
+    runtime: bool,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+fn runtime_graph(closure: &Closure) -> Result<RuntimeGraph> {
+    let mut outputs = Vec::new();
+    for &root in closure.roots() {
+        let node = &closure.nodes()[root];
+        let drv = node.derivation()?;
+        let recorded = drvmeta::hashing::recorded_outputs(closure.store_dir(), &drv);
+        if recorded.iter().all(|(_, p)| p.is_some()) {
+            outputs.extend(
+                recorded
+                    .into_iter()
+                    .filter_map(|(_, p)| p)
+                    .map(|p| closure.render(&p)),
+            );
+        } else {
+            outputs.extend(drvmeta::nix_store::outputs_of(&closure.render(&node.path))?);
+        }
+    }
+    let invalid: HashSet<String> = drvmeta::nix_store::invalid_paths(&outputs)?
+        .into_iter()
+        .collect();
+    if let Some(missing) = outputs.iter().find(|o| invalid.contains(*o)) {
+        bail!(
+            "--runtime needs the roots built: {missing} is not valid in the Nix store (nix-store --realise the roots first)"
+        );
+    }
+    let dot = drvmeta::nix_store::graph(&outputs)?;
+    let mut graph = RuntimeGraph::from_dot(&dot, closure.store_dir().as_str());
+    graph.paths.extend(outputs);
+    Ok(graph)
+}
+
+pub fn run(args: &SbomArgs) -> Result<u8> {
+    let closure = args.load.load()?;
+    let graph = if args.runtime {
+        Some(runtime_graph(&closure)?)
+    } else {
+        None
+    };
+    let sbom = drvmeta::sbom::build(&closure, graph.as_ref())?;
+    for warning in &sbom.warnings {
+        eprintln!("drvmeta: warning: {warning}");
+    }
+    let document = match args.format {
+        Format::Cyclonedx => drvmeta::sbom::cyclonedx::document(&sbom),
+        Format::Spdx => drvmeta::sbom::spdx::document(&sbom),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&document)?;
+    bytes.push(b'\n');
+    match &args.output {
+        Some(file) => {
+            let dir = file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let mut temp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("{}: cannot write the SBOM here", dir.display()))?;
+            temp.write_all(&bytes)
+                .with_context(|| format!("{}: cannot write", file.display()))?;
+            temp.persist(file)
+                .with_context(|| format!("{}: cannot write", file.display()))?;
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+    }
+    Ok(EXIT_OK)
+}

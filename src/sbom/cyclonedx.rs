@@ -1,0 +1,183 @@
+//! CycloneDX 1.6 JSON (valid per the 1.6 JSON schema, strict).
+
+use serde_json::{Value, json};
+
+use super::license::License;
+use super::{Package, Sbom, serial_number, timestamp};
+
+/// The `bom-ref` of the document's subject: the set of roots.
+pub const ROOTS_REF: &str = "drvmeta:roots";
+
+fn hash_alg(algorithm: &str) -> Option<&'static str> {
+    Some(match algorithm {
+        "md5" => "MD5",
+        "sha1" => "SHA-1",
+        "sha256" => "SHA-256",
+        "sha512" => "SHA-512",
+        "blake3" => "BLAKE3",
+        _ => return None,
+    })
+}
+
+fn licenses(licenses: &[License]) -> Option<Value> {
+    if licenses.is_empty() {
+        return None;
+    }
+    let ids: Vec<&str> = licenses
+        .iter()
+        .filter_map(|l| match l {
+            License::Id(id) => Some(id.as_str()),
+            License::Named(_) => None,
+        })
+        .collect();
+    if ids.len() == licenses.len() && ids.len() > 1 {
+        return Some(json!([{ "expression": ids.join(" AND ") }]));
+    }
+    Some(Value::Array(
+        licenses
+            .iter()
+            .map(|l| match l {
+                License::Id(id) => json!({ "license": { "id": id } }),
+                License::Named(name) => json!({ "license": { "name": name } }),
+            })
+            .collect(),
+    ))
+}
+
+fn property(name: &str, value: impl Into<String>) -> Value {
+    json!({ "name": name, "value": value.into() })
+}
+
+fn component(package: &Package) -> Value {
+    let mut c = serde_json::Map::new();
+    c.insert("type".into(), "library".into());
+    c.insert("bom-ref".into(), package.drv_path.clone().into());
+    c.insert("name".into(), package.name.clone().into());
+    if let Some(version) = &package.version {
+        c.insert("version".into(), version.clone().into());
+    }
+    if let Some(description) = &package.description {
+        c.insert("description".into(), description.clone().into());
+    }
+    if let Some(licenses) = licenses(&package.licenses) {
+        c.insert("licenses".into(), licenses);
+    }
+    c.insert("purl".into(), package.purl.clone().into());
+    if let Some(cpe) = &package.cpe {
+        c.insert("cpe".into(), cpe.clone().into());
+    }
+    let mut references = Vec::new();
+    if let Some(homepage) = &package.homepage {
+        references.push(json!({ "type": "website", "url": homepage }));
+    }
+    let mut properties = vec![property("nix:drv_path", package.drv_path.clone())];
+    for (output, path) in &package.outputs {
+        if let Some(path) = path {
+            properties.push(property("nix:store_path", path.clone()));
+            properties.push(property(&format!("nix:output:{output}"), path.clone()));
+        }
+    }
+    if let Some(fixed) = &package.fixed {
+        for url in &fixed.urls {
+            references.push(json!({ "type": "distribution", "url": url }));
+            properties.push(property("nix:fod:url", url.clone()));
+        }
+        properties.push(property("nix:fod:method", fixed.method.clone()));
+        properties.push(property(
+            "nix:fod:hash",
+            format!("{}:{}", fixed.algorithm, fixed.hex),
+        ));
+        // The hash is the file's own only for flat downloads.
+        if fixed.method == "flat"
+            && let Some(alg) = hash_alg(&fixed.algorithm)
+        {
+            c.insert(
+                "hashes".into(),
+                json!([{ "alg": alg, "content": fixed.hex }]),
+            );
+        }
+    }
+    for source in &package.source_provenance {
+        properties.push(property("nix:source_provenance", source.clone()));
+    }
+    properties.push(property("nix:meta_opt_in", package.opted_in.to_string()));
+    for (name, revision) in [
+        ("kernel", &package.provenance.kernel),
+        ("kernel-builder", &package.provenance.builder),
+    ] {
+        if let Some(revision) = revision {
+            properties.push(property(
+                &format!("nix:provenance:{name}:commit"),
+                revision.commit.clone(),
+            ));
+            properties.push(property(
+                &format!("nix:provenance:{name}:dirty"),
+                revision.dirty.to_string(),
+            ));
+            if let Some(version) = &revision.version {
+                properties.push(property(
+                    &format!("nix:provenance:{name}:version"),
+                    version.clone(),
+                ));
+            }
+            if let Some(source) = &revision.source {
+                properties.push(property(
+                    &format!("nix:provenance:{name}:source"),
+                    source.clone(),
+                ));
+            }
+        }
+    }
+    if !references.is_empty() {
+        c.insert("externalReferences".into(), Value::Array(references));
+    }
+    c.insert("properties".into(), Value::Array(properties));
+    Value::Object(c)
+}
+
+/// The CycloneDX 1.6 document for `sbom`.
+#[must_use]
+pub fn document(sbom: &Sbom) -> Value {
+    let subject_name = match sbom.roots.as_slice() {
+        [one] => sbom
+            .packages
+            .iter()
+            .find(|p| &p.drv_path == one)
+            .map_or_else(|| "closure".to_owned(), |p| p.name.clone()),
+        _ => "closure".to_owned(),
+    };
+    let mut dependencies = vec![json!({ "ref": ROOTS_REF, "dependsOn": sbom.roots })];
+    dependencies.extend(
+        sbom.packages
+            .iter()
+            .map(|p| json!({ "ref": p.drv_path, "dependsOn": p.depends_on })),
+    );
+    json!({
+        "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": serial_number(&sbom.roots, sbom.runtime),
+        "version": 1,
+        "metadata": {
+            "timestamp": timestamp(),
+            "lifecycles": [{ "phase": if sbom.runtime { "post-build" } else { "pre-build" } }],
+            "tools": { "components": [{
+                "type": "application",
+                "name": "drvmeta",
+                "version": env!("CARGO_PKG_VERSION"),
+            }] },
+            "component": {
+                "type": "application",
+                "bom-ref": ROOTS_REF,
+                "name": subject_name,
+                "description": format!(
+                    "{} closure of {}",
+                    if sbom.runtime { "runtime" } else { "build-time" },
+                    sbom.roots.join(", ")
+                ),
+            },
+        },
+        "components": sbom.packages.iter().map(component).collect::<Vec<_>>(),
+        "dependencies": dependencies,
+    })
+}

@@ -1,0 +1,446 @@
+//! SBOMs from derivation closures, without evaluation (DESIGN.md §4).
+//!
+//! [`build`] reads every derivation of a closure once and makes a
+//! [`Package`] of it: name and version (from `__meta`, else the structured
+//! attributes `pname`/`version`, else the derivation name split at the first
+//! `-<digit>`), metadata from `__meta` (or a JSON `nixMeta` variable), the
+//! fixed-output source it downloads, its outputs and its inputs. The
+//! [`cyclonedx`] and [`spdx`] writers render the same model.
+
+pub mod cyclonedx;
+pub mod license;
+pub mod spdx;
+mod spdx_ids;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use nix_derivation::{Derivation, Output};
+use rayon::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::closure::{Closure, drv_name};
+use crate::error::Result;
+use crate::meta;
+use crate::provenance::kernel::KernelProvenance;
+use license::License;
+
+/// What a fixed-output derivation downloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedSource {
+    /// `flat`, `recursive` (NAR), `text` or `git`.
+    pub method: String,
+    /// `sha1`, `sha256`, `sha512`, `md5`, `blake3`.
+    pub algorithm: String,
+    /// The expected hash, lowercase hex.
+    pub hex: String,
+    /// `url` and `urls`.
+    pub urls: Vec<String>,
+}
+
+/// One component: a derivation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Package {
+    /// Its store path (the `bom-ref`).
+    pub drv_path: String,
+    /// Package name.
+    pub name: String,
+    /// Version, when known.
+    pub version: Option<String>,
+    /// `meta.description`.
+    pub description: Option<String>,
+    /// `meta.homepage` (the first, if a list).
+    pub homepage: Option<String>,
+    /// Licenses, all applying.
+    pub licenses: Vec<License>,
+    /// `meta.identifiers.cpe`.
+    pub cpe: Option<String>,
+    /// `meta.identifiers.purl`, else `pkg:nix/<name>@<version>`.
+    pub purl: String,
+    /// `meta.sourceProvenance` (nixpkgs source types).
+    pub source_provenance: Vec<String>,
+    /// Output paths (`None`: floating content-addressed, known after the build).
+    pub outputs: Vec<(String, Option<String>)>,
+    /// For fixed-output derivations, the download.
+    pub fixed: Option<FixedSource>,
+    /// Kernel and builder revisions from `__meta.provenance`.
+    pub provenance: KernelProvenance,
+    /// Whether the derivation is opted in to hash modulo meta.
+    pub opted_in: bool,
+    /// The `bom-ref`s this package depends on.
+    pub depends_on: Vec<String>,
+}
+
+/// A whole SBOM.
+#[derive(Debug, Clone)]
+pub struct Sbom {
+    /// Packages, sorted by drv path.
+    pub packages: Vec<Package>,
+    /// The roots' drv paths, in the order given.
+    pub roots: Vec<String>,
+    /// What could not be said (unknown license shapes, non-UTF-8 values, …).
+    pub warnings: Vec<String>,
+    /// Whether this is a runtime SBOM.
+    pub runtime: bool,
+}
+
+/// Split `name-1.2.3` at the first `-` followed by a digit.
+#[must_use]
+pub fn split_name(name: &str) -> (String, Option<String>) {
+    let bytes = name.as_bytes();
+    for (i, window) in bytes.windows(2).enumerate() {
+        if window[0] == b'-' && window[1].is_ascii_digit() {
+            return (name[..i].to_owned(), Some(name[i + 1..].to_owned()));
+        }
+    }
+    (name.to_owned(), None)
+}
+
+fn attr<'a>(drv: &'a Derivation, key: &str) -> Option<std::borrow::Cow<'a, str>> {
+    if let Some(attrs) = drv.structured_attrs() {
+        return attrs
+            .get(key)
+            .and_then(Value::as_str)
+            .map(std::borrow::Cow::Borrowed);
+    }
+    drv.environment()
+        .get(key)
+        .map(|v| String::from_utf8_lossy(v))
+}
+
+/// The metadata object: `__meta` (opted in or not), else `nixMeta` JSON.
+fn meta_of(drv: &Derivation, warnings: &mut Vec<String>, path: &str) -> Option<Map<String, Value>> {
+    if let Some(meta) = meta::meta_object(drv) {
+        return Some(meta.clone());
+    }
+    if let Some(Value::Object(meta)) = drv.structured_attrs().and_then(|a| a.get(meta::META_KEY)) {
+        return Some(meta.clone());
+    }
+    let raw = match drv.structured_attrs() {
+        Some(attrs) => attrs
+            .get("nixMeta")
+            .and_then(Value::as_str)
+            .map(|s| s.as_bytes().to_vec()),
+        None => drv.environment().get("nixMeta").cloned(),
+    }?;
+    match serde_json::from_slice::<Value>(&raw) {
+        Ok(Value::Object(meta)) => Some(meta),
+        _ => {
+            warnings.push(format!("{path}: nixMeta is not a JSON object; ignored"));
+            None
+        }
+    }
+}
+
+fn text(meta: Option<&Map<String, Value>>, key: &str) -> Option<String> {
+    match meta?.get(key)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Array(items) => items.iter().find_map(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn fixed_source(drv: &Derivation) -> Option<FixedSource> {
+    let Some(Output::Fixed { ca }) = drv.outputs().get("out") else {
+        return None;
+    };
+    let hash = ca.hash();
+    let mut urls = Vec::new();
+    if let Some(url) = attr(drv, "url") {
+        urls.push(url.into_owned());
+    }
+    match drv.structured_attrs() {
+        Some(attrs) => {
+            if let Some(Value::Array(list)) = attrs.get("urls") {
+                urls.extend(list.iter().filter_map(Value::as_str).map(str::to_owned));
+            }
+        }
+        None => {
+            if let Some(list) = drv.environment().get("urls") {
+                urls.extend(
+                    String::from_utf8_lossy(list)
+                        .split_whitespace()
+                        .map(str::to_owned),
+                );
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    urls.retain(|u| !u.is_empty() && seen.insert(u.clone()));
+    Some(FixedSource {
+        method: ca.method().to_string(),
+        algorithm: hash.algorithm().as_str().to_owned(),
+        hex: crate::provenance::nar::hex(hash.digest_as_bytes()),
+        urls,
+    })
+}
+
+fn package(
+    closure: &Closure,
+    index: usize,
+    keep: &dyn Fn(usize) -> bool,
+) -> Result<(Package, Vec<String>)> {
+    let node = &closure.nodes()[index];
+    let path = closure.render(&node.path);
+    let drv = node.derivation()?;
+    let mut warnings = Vec::new();
+    let meta = meta_of(&drv, &mut warnings, &path);
+    let meta = meta.as_ref();
+    let (split, split_version) = split_name(drv_name(&node.path));
+    let name = text(meta, "name")
+        .filter(|_| text(meta, "version").is_some())
+        .or_else(|| attr(&drv, "pname").map(|s| s.into_owned()))
+        .unwrap_or(split);
+    let version = text(meta, "version")
+        .or_else(|| attr(&drv, "version").map(|s| s.into_owned()))
+        .or(split_version);
+    let identifiers = meta
+        .and_then(|m| m.get("identifiers"))
+        .and_then(Value::as_object);
+    let cpe = identifiers
+        .and_then(|i| i.get("cpe"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let purl = identifiers
+        .and_then(|i| i.get("purl"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| purl_of(&name, version.as_deref()));
+    let licenses = meta
+        .and_then(|m| m.get("license"))
+        .map(|l| {
+            let mut found = Vec::new();
+            let result = license::licenses(l, &mut found);
+            warnings.extend(found.into_iter().map(|w| format!("{path}: {w}")));
+            result
+        })
+        .unwrap_or_default();
+    let source_provenance = match meta.and_then(|m| m.get("sourceProvenance")) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| {
+                i.as_str()
+                    .or_else(|| i.get("shortName").and_then(Value::as_str))
+            })
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    if drv
+        .environment()
+        .values()
+        .any(|v| std::str::from_utf8(v).is_err())
+    {
+        warnings.push(format!(
+            "{path}: environment values that are not UTF-8 are shown lossily"
+        ));
+    }
+    let outputs = crate::hashing::recorded_outputs(closure.store_dir(), &drv)
+        .into_iter()
+        .map(|(name, p)| (name, p.map(|p| closure.render(&p))))
+        .collect();
+    let mut depends_on: Vec<String> = node
+        .inputs
+        .iter()
+        .filter(|&&i| keep(i))
+        .map(|&i| closure.render(&closure.nodes()[i].path))
+        .collect();
+    depends_on.sort();
+    depends_on.dedup();
+    let package = Package {
+        drv_path: path,
+        name,
+        version,
+        description: text(meta, "description"),
+        homepage: text(meta, "homepage"),
+        licenses,
+        cpe,
+        purl,
+        source_provenance,
+        outputs,
+        fixed: fixed_source(&drv),
+        provenance: meta.map(KernelProvenance::from_meta).unwrap_or_default(),
+        opted_in: meta::inspect(&drv).opt_in,
+        depends_on,
+    };
+    Ok((package, warnings))
+}
+
+/// `pkg:nix/<name>@<version>` with the name and version percent-encoded.
+#[must_use]
+pub fn purl_of(name: &str, version: Option<&str>) -> String {
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' | b'+' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    match version {
+        Some(v) => format!("pkg:nix/{}@{}", encode(name), encode(v)),
+        None => format!("pkg:nix/{}", encode(name)),
+    }
+}
+
+/// Build the SBOM of `closure`. With `runtime_paths` (the store paths the
+/// roots' outputs reference, transitively, and the edges between them),
+/// only derivations with an output among those paths are included and
+/// dependencies follow the references; otherwise the whole build-time
+/// closure is, with dependencies following the input derivations.
+///
+/// # Errors
+/// A derivation that cannot be read again.
+pub fn build(closure: &Closure, runtime: Option<&RuntimeGraph>) -> Result<Sbom> {
+    let nodes = closure.nodes();
+    // Which derivations are in, by output path when runtime.
+    let by_output: HashMap<String, usize> = if runtime.is_some() {
+        let mut map = HashMap::new();
+        for (index, node) in nodes.iter().enumerate() {
+            let drv = node.derivation()?;
+            for (_, path) in crate::hashing::recorded_outputs(closure.store_dir(), &drv) {
+                if let Some(path) = path {
+                    map.insert(closure.render(&path), index);
+                }
+            }
+        }
+        map
+    } else {
+        HashMap::new()
+    };
+    let included: Vec<bool> = match runtime {
+        None => vec![true; nodes.len()],
+        Some(graph) => {
+            let mut included = vec![false; nodes.len()];
+            for path in &graph.paths {
+                if let Some(&index) = by_output.get(path) {
+                    included[index] = true;
+                }
+            }
+            for &root in closure.roots() {
+                included[root] = true;
+            }
+            included
+        }
+    };
+    let keep = |i: usize| included[i] && runtime.is_none();
+    let results: Vec<Result<(Package, Vec<String>)>> = (0..nodes.len())
+        .into_par_iter()
+        .filter(|&i| included[i])
+        .map(|i| package(closure, i, &keep))
+        .collect();
+    let mut packages = Vec::new();
+    let mut warnings = Vec::new();
+    for result in results {
+        let (package, found) = result?;
+        packages.push(package);
+        warnings.extend(found);
+    }
+    if let Some(graph) = runtime {
+        // Runtime dependencies follow the references between outputs.
+        let owner = |path: &str| by_output.get(path).map(|&i| closure.render(&nodes[i].path));
+        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (referrer, reference) in &graph.edges {
+            if let (Some(from), Some(to)) = (owner(referrer), owner(reference))
+                && from != to
+            {
+                edges.entry(from).or_default().insert(to);
+            }
+        }
+        for package in &mut packages {
+            package.depends_on = edges
+                .remove(&package.drv_path)
+                .map(|s| s.into_iter().collect())
+                .unwrap_or_default();
+        }
+    }
+    packages.sort_by(|a, b| a.drv_path.cmp(&b.drv_path));
+    let mut roots: Vec<String> = closure
+        .roots()
+        .iter()
+        .map(|&r| closure.render(&nodes[r].path))
+        .collect();
+    let mut seen = BTreeSet::new();
+    roots.retain(|r| seen.insert(r.clone()));
+    Ok(Sbom {
+        packages,
+        roots,
+        warnings,
+        runtime: runtime.is_some(),
+    })
+}
+
+/// The runtime closure of some outputs: its paths and its reference edges
+/// (`(referrer, reference)`).
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeGraph {
+    /// Every path of the closure.
+    pub paths: BTreeSet<String>,
+    /// Who references whom.
+    pub edges: Vec<(String, String)>,
+}
+
+impl RuntimeGraph {
+    /// Parse `nix-store --query --graph` output (edges go from a reference
+    /// to its referrer).
+    #[must_use]
+    pub fn from_dot(dot: &str, store_dir: &str) -> Self {
+        let mut graph = Self::default();
+        let full = |base: &str| format!("{store_dir}/{base}");
+        for line in dot.lines() {
+            let quoted: Vec<&str> = line.split('"').collect();
+            if line.contains(" -> ") && quoted.len() >= 4 {
+                let (reference, referrer) = (full(quoted[1]), full(quoted[3]));
+                graph.paths.insert(reference.clone());
+                graph.paths.insert(referrer.clone());
+                graph.edges.push((referrer, reference));
+            } else if line.contains("[label") && quoted.len() >= 2 {
+                graph.paths.insert(full(quoted[1]));
+            }
+        }
+        graph
+    }
+}
+
+/// A stable `urn:uuid:` for a set of roots (SHA-256 based, version 8).
+#[must_use]
+pub fn serial_number(roots: &[String], runtime: bool) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(if runtime {
+        b"drvmeta-sbom-runtime\n".as_slice()
+    } else {
+        b"drvmeta-sbom\n".as_slice()
+    });
+    for root in roots {
+        hasher.update(root.as_bytes());
+        hasher.update(b"\n");
+    }
+    let mut bytes: [u8; 16] = hasher.finalize()[..16].try_into().expect("16 bytes");
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = crate::provenance::nar::hex(&bytes);
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// The document's timestamp: `SOURCE_DATE_EPOCH` when set, else now; RFC
+/// 3339 UTC without fraction.
+#[must_use]
+pub fn timestamp() -> String {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let time = epoch.map_or_else(std::time::SystemTime::now, |s| {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)
+    });
+    humantime::format_rfc3339_seconds(time).to_string()
+}

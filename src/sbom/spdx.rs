@@ -1,0 +1,200 @@
+//! SPDX 2.3 JSON (valid per `pyspdxtools`).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::license::License;
+use super::{Package, Sbom, serial_number, timestamp};
+
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The SPDX id of a package: from its drv path's base name.
+#[must_use]
+pub fn spdx_id(drv_path: &str) -> String {
+    format!(
+        "SPDXRef-{}",
+        sanitize(drv_path.rsplit('/').next().unwrap_or(drv_path))
+    )
+}
+
+fn license_ref(name: &str) -> String {
+    format!("LicenseRef-{}", sanitize(name))
+}
+
+fn declared(licenses: &[License], extracted: &mut BTreeMap<String, String>) -> String {
+    if licenses.is_empty() {
+        return "NOASSERTION".to_owned();
+    }
+    licenses
+        .iter()
+        .map(|l| match l {
+            License::Id(id) => id.clone(),
+            License::Named(name) => {
+                let id = license_ref(name);
+                extracted.insert(id.clone(), name.clone());
+                id
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("SPDXID".into(), spdx_id(&p.drv_path).into());
+    out.insert("name".into(), p.name.clone().into());
+    if let Some(version) = &p.version {
+        out.insert("versionInfo".into(), version.clone().into());
+    }
+    let download = p
+        .fixed
+        .as_ref()
+        .and_then(|f| f.urls.first().cloned())
+        .unwrap_or_else(|| "NOASSERTION".to_owned());
+    out.insert("downloadLocation".into(), download.into());
+    out.insert("filesAnalyzed".into(), false.into());
+    out.insert("licenseConcluded".into(), "NOASSERTION".into());
+    out.insert(
+        "licenseDeclared".into(),
+        declared(&p.licenses, extracted).into(),
+    );
+    out.insert("copyrightText".into(), "NOASSERTION".into());
+    if let Some(description) = &p.description {
+        out.insert("description".into(), description.clone().into());
+    }
+    if let Some(homepage) = &p.homepage {
+        out.insert("homepage".into(), homepage.clone().into());
+    }
+    let mut refs = vec![json!({
+        "referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": p.purl,
+    })];
+    if let Some(cpe) = &p.cpe {
+        let kind = if cpe.starts_with("cpe:2.3:") {
+            "cpe23Type"
+        } else {
+            "cpe22Type"
+        };
+        refs.push(json!({ "referenceCategory": "SECURITY", "referenceType": kind, "referenceLocator": cpe }));
+    }
+    out.insert("externalRefs".into(), Value::Array(refs));
+    if let Some(fixed) = &p.fixed
+        && fixed.method == "flat"
+    {
+        let algorithm = match fixed.algorithm.as_str() {
+            "md5" => Some("MD5"),
+            "sha1" => Some("SHA1"),
+            "sha256" => Some("SHA256"),
+            "sha512" => Some("SHA512"),
+            "blake3" => Some("BLAKE3"),
+            _ => None,
+        };
+        if let Some(algorithm) = algorithm {
+            out.insert(
+                "checksums".into(),
+                json!([{ "algorithm": algorithm, "checksumValue": fixed.hex }]),
+            );
+        }
+    }
+    let mut comment = vec![format!("nix:drv_path={}", p.drv_path)];
+    for (name, path) in &p.outputs {
+        if let Some(path) = path {
+            comment.push(format!("nix:output:{name}={path}"));
+        }
+    }
+    if let Some(fixed) = &p.fixed {
+        comment.push(format!("nix:fod:method={}", fixed.method));
+        comment.push(format!("nix:fod:hash={}:{}", fixed.algorithm, fixed.hex));
+    }
+    for (name, revision) in [
+        ("kernel", &p.provenance.kernel),
+        ("kernel-builder", &p.provenance.builder),
+    ] {
+        if let Some(revision) = revision {
+            comment.push(format!("nix:provenance:{name}:commit={}", revision.commit));
+            comment.push(format!("nix:provenance:{name}:dirty={}", revision.dirty));
+        }
+    }
+    if !p.source_provenance.is_empty() {
+        out.insert(
+            "sourceInfo".into(),
+            format!(
+                "nixpkgs sourceProvenance: {}",
+                p.source_provenance.join(", ")
+            )
+            .into(),
+        );
+    }
+    out.insert("comment".into(), comment.join("\n").into());
+    Value::Object(out)
+}
+
+/// The SPDX 2.3 document for `sbom`.
+#[must_use]
+pub fn document(sbom: &Sbom) -> Value {
+    let mut extracted = BTreeMap::new();
+    let packages: Vec<Value> = sbom
+        .packages
+        .iter()
+        .map(|p| package(p, &mut extracted))
+        .collect();
+    let mut relationships: Vec<Value> = sbom
+        .roots
+        .iter()
+        .map(|root| {
+            json!({
+                "spdxElementId": "SPDXRef-DOCUMENT",
+                "relationshipType": "DESCRIBES",
+                "relatedSpdxElement": spdx_id(root),
+            })
+        })
+        .collect();
+    for p in &sbom.packages {
+        for dependency in &p.depends_on {
+            relationships.push(json!({
+                "spdxElementId": spdx_id(&p.drv_path),
+                "relationshipType": "DEPENDS_ON",
+                "relatedSpdxElement": spdx_id(dependency),
+            }));
+        }
+    }
+    let uuid = serial_number(&sbom.roots, sbom.runtime);
+    let mut document = json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{} closure of {}", if sbom.runtime { "runtime" } else { "build-time" }, sbom.roots.join(", ")),
+        "documentNamespace": format!("https://github.com/drvmeta/drvmeta/spdx/{}", uuid.trim_start_matches("urn:uuid:")),
+        "creationInfo": {
+            "created": timestamp(),
+            "creators": [format!("Tool: drvmeta-{}", env!("CARGO_PKG_VERSION"))],
+        },
+        "packages": packages,
+        "relationships": relationships,
+    });
+    if !extracted.is_empty() {
+        document["hasExtractedLicensingInfos"] = Value::Array(
+            extracted
+                .into_iter()
+                .map(|(id, name)| {
+                    json!({
+                        "licenseId": id,
+                        "name": name,
+                        "extractedText": format!("License named {name:?} in the derivation's meta; no SPDX id."),
+                    })
+                })
+                .collect(),
+        );
+    }
+    document
+}

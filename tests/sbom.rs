@@ -1,0 +1,435 @@
+//! SBOMs: every document the suite makes is validated with the reference
+//! validators (cyclonedx-python-lib's strict 1.6 JSON validator, pyspdxtools),
+//! plus drvmeta's own checks against the closure and `__meta`.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::generator::{Options, generate};
+
+fn drvmeta(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args(args)
+        .current_dir(support::project_dir())
+        .env("SOURCE_DATE_EPOCH", "1767225600")
+        .env("NIX_CONFIG", support::NIX_CONFIG)
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Make both documents for `args` into `dir`; returns their paths.
+fn both(dir: &Path, label: &str, args: &[&str]) -> (PathBuf, PathBuf) {
+    let cdx = dir.join(format!("{label}.cdx.json"));
+    let spdx = dir.join(format!("{label}.spdx.json"));
+    for (format, file) in [("cyclonedx", &cdx), ("spdx", &spdx)] {
+        let mut full = vec![
+            "sbom",
+            "--format",
+            format,
+            "--output",
+            file.to_str().unwrap(),
+        ];
+        full.extend_from_slice(args);
+        let output = drvmeta(&full);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{label} {format}: {}",
+            stderr(&output)
+        );
+    }
+    (cdx, spdx)
+}
+
+/// Validate every document with the reference validators, in one Python run
+/// for the CycloneDX ones and one pyspdxtools run per SPDX one.
+fn validate(cdx: &[PathBuf], spdx: &[PathBuf]) {
+    let script = r#"
+import sys
+from cyclonedx.validation.json import JsonStrictValidator
+from cyclonedx.schema import SchemaVersion
+validator = JsonStrictValidator(SchemaVersion.V1_6)
+bad = 0
+for f in sys.argv[1:]:
+    error = validator.validate_str(open(f).read())
+    if error is not None:
+        print(f, error)
+        bad += 1
+sys.exit(1 if bad else 0)
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(cdx)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "CycloneDX validation failed (pip install 'cyclonedx-python-lib[json-validation]' if missing):\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for file in spdx {
+        let output = Command::new("pyspdxtools")
+            .arg("-i")
+            .arg(file)
+            .output()
+            .expect("pyspdxtools runs (pip install spdx-tools)");
+        assert!(
+            output.status.success(),
+            "{}: SPDX validation failed:\n{}{}",
+            file.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+fn read(file: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+}
+
+/// drvmeta's own checks: one component per derivation, no dangling refs,
+/// every component with a dependency entry, roots described.
+fn check_structure(cdx: &Value, spdx: &Value, expected_drvs: &BTreeSet<String>, roots: &[String]) {
+    let components: BTreeSet<String> = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["bom-ref"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(&components, expected_drvs, "one component per derivation");
+    assert_eq!(
+        components.len(),
+        cdx["components"].as_array().unwrap().len(),
+        "no duplicates"
+    );
+    let mut refs = components.clone();
+    refs.insert(
+        cdx["metadata"]["component"]["bom-ref"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let dependencies = cdx["dependencies"].as_array().unwrap();
+    let entries: BTreeSet<&str> = dependencies
+        .iter()
+        .map(|d| d["ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        refs.len(),
+        "every component has a dependency entry"
+    );
+    for dependency in dependencies {
+        for target in dependency["dependsOn"].as_array().unwrap() {
+            assert!(
+                refs.contains(target.as_str().unwrap()),
+                "dangling ref {target}"
+            );
+        }
+    }
+    let described: BTreeSet<&str> = dependencies
+        .iter()
+        .find(|d| d["ref"] == cdx["metadata"]["component"]["bom-ref"])
+        .unwrap()["dependsOn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        described,
+        roots.iter().map(String::as_str).collect(),
+        "roots described"
+    );
+
+    let packages = spdx["packages"].as_array().unwrap();
+    assert_eq!(packages.len(), expected_drvs.len());
+    let ids: BTreeSet<&str> = packages
+        .iter()
+        .map(|p| p["SPDXID"].as_str().unwrap())
+        .collect();
+    let relationships = spdx["relationships"].as_array().unwrap();
+    for relationship in relationships {
+        assert!(ids.contains(relationship["relatedSpdxElement"].as_str().unwrap()));
+    }
+    assert_eq!(
+        relationships
+            .iter()
+            .filter(|r| r["relationshipType"] == "DESCRIBES")
+            .count(),
+        roots.len()
+    );
+}
+
+fn property<'a>(component: &'a Value, name: &str) -> Vec<&'a str> {
+    component["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == name)
+        .map(|p| p["value"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn random_closures_give_valid_documents_with_their_meta() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cdx_files, mut spdx_files) = (Vec::new(), Vec::new());
+    for seed in 500..500 + support::seed_count(8).div_ceil(2) {
+        let generated = generate(seed, &Options::default());
+        let (a, b) = support::instantiate_twins(&generated);
+        for (label, roots) in [("A", &a), ("B", &b)] {
+            let mut roots = roots.clone();
+            roots.dedup();
+            let mut args: Vec<&str> = Vec::new();
+            args.extend(roots.iter().map(String::as_str));
+            let (cdx_file, spdx_file) = both(dir.path(), &format!("{seed}-{label}"), &args);
+            let (cdx, spdx) = (read(&cdx_file), read(&spdx_file));
+            // The closure, as drvmeta loads it.
+            let closure = drvmeta::closure::Closure::load(&Default::default(), &roots).unwrap();
+            let drvs: BTreeSet<String> = closure
+                .nodes()
+                .iter()
+                .map(|n| closure.render(&n.path))
+                .collect();
+            let mut unique_roots: Vec<String> = Vec::new();
+            for r in &roots {
+                if !unique_roots.contains(r) {
+                    unique_roots.push(r.clone());
+                }
+            }
+            check_structure(&cdx, &spdx, &drvs, &unique_roots);
+            // Meta of opted-in derivations shows up.
+            if label == "A" {
+                for (spec, root) in generated.specs.iter().zip(&a) {
+                    if !spec.opted_in {
+                        continue;
+                    }
+                    let component = cdx["components"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|c| c["bom-ref"] == root.as_str())
+                        .unwrap();
+                    assert!(
+                        component["licenses"].is_array(),
+                        "{}: licenses missing",
+                        spec.name
+                    );
+                    let drv = drvmeta::closure::read_one(&Default::default(), root)
+                        .unwrap()
+                        .derivation()
+                        .unwrap();
+                    let meta = drvmeta::meta::meta_object(&drv).unwrap();
+                    let description = meta["description"].as_str().filter(|d| !d.is_empty());
+                    assert_eq!(
+                        component["description"].as_str(),
+                        description,
+                        "{}",
+                        spec.name
+                    );
+                    if let Some(commit) = meta
+                        .get("provenance")
+                        .and_then(|p| p["kernel"]["commit"].as_str())
+                    {
+                        assert_eq!(
+                            property(component, "nix:provenance:kernel:commit"),
+                            vec![commit]
+                        );
+                    }
+                }
+            }
+            cdx_files.push(cdx_file);
+            spdx_files.push(spdx_file);
+        }
+    }
+    validate(&cdx_files, &spdx_files);
+}
+
+#[test]
+fn the_kernel_example_in_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let root =
+        std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root")).unwrap();
+    let root = root.trim();
+    let (cdx_file, spdx_file) = both(
+        dir.path(),
+        "kernel",
+        &["--drv-dir", "fixtures/kernel/drvs", root],
+    );
+    validate(std::slice::from_ref(&cdx_file), std::slice::from_ref(&spdx_file));
+    let (cdx, spdx) = (read(&cdx_file), read(&spdx_file));
+    insta::assert_json_snapshot!("sbom_kernel_cyclonedx", cdx);
+    insta::assert_json_snapshot!("sbom_kernel_spdx", spdx);
+    let components = cdx["components"].as_array().unwrap();
+    let find = |name: &str| components.iter().find(|c| c["name"] == name).unwrap();
+    // Versions from pname/version, licenses normalised, unfree kept by name.
+    assert_eq!(find("torch")["version"], "2.5.1");
+    assert_eq!(
+        find("torch")["licenses"][0]["license"]["id"],
+        "BSD-3-Clause"
+    );
+    assert_eq!(find("torch")["purl"], "pkg:pypi/torch@2.5.1");
+    assert_eq!(
+        find("activation-kernel")["licenses"][0]["license"]["id"],
+        "Apache-2.0"
+    );
+    assert_eq!(
+        find("cuda-toolkit")["licenses"][0]["license"]["name"],
+        "CUDA EULA"
+    );
+    assert_eq!(
+        property(find("cuda-toolkit"), "nix:source_provenance"),
+        vec!["binaryNativeCode"]
+    );
+    // The fixed-output source: hash in hex, download URLs.
+    let source = find("activation-src");
+    assert_eq!(source["hashes"][0]["alg"], "SHA-256");
+    assert_eq!(source["hashes"][0]["content"].as_str().unwrap().len(), 64);
+    assert_eq!(property(source, "nix:fod:url").len(), 2);
+    // Provenance as properties.
+    let kernel = find("activation-kernel");
+    assert_eq!(
+        property(kernel, "nix:provenance:kernel:commit"),
+        vec!["0123456789abcdef0123456789abcdef01234567"]
+    );
+    assert_eq!(
+        property(kernel, "nix:provenance:kernel-builder:version"),
+        vec!["0.17.0"]
+    );
+    assert_eq!(spdx["packages"].as_array().unwrap().len(), 5);
+    // Deterministic with SOURCE_DATE_EPOCH.
+    let again = drvmeta(&["sbom", "--drv-dir", "fixtures/kernel/drvs", root]);
+    assert_eq!(serde_json::from_slice::<Value>(&again.stdout).unwrap(), cdx);
+    assert_eq!(cdx["metadata"]["timestamp"], "2026-01-01T00:00:00Z");
+}
+
+fn write_drv(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(format!("00000000000000000000000000000000-{name}.drv"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn odd_metadata_gives_a_valid_document_with_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = r#"{"__meta":{"license":[42,{"free":false}],"description":"odd","version":"1"},"requiredSystemFeatures":["derivation-meta"]}"#;
+    let escaped = json.replace('\\', "\\\\").replace('"', "\\\"");
+    let odd = write_drv(
+        dir.path(),
+        "odd-1",
+        &format!(
+            "Derive([(\"out\",\"\",\"\",\"\")],[],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"__json\",\"{escaped}\"),(\"out\",\"\")])"
+        ),
+    );
+    let output = drvmeta(&["sbom", odd.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("unknown shape"),
+        "{}",
+        stderr(&output)
+    );
+    // A non-UTF-8 environment value (snix's latin1 vector).
+    let latin1 = support::nix_vectors().join("snix/ok/x6p0hg79i3wg0kkv7699935f7rrj9jf3-latin1.drv");
+    let (cdx_a, spdx_a) = both(dir.path(), "odd", &[odd.to_str().unwrap()]);
+    let (cdx_b, spdx_b) = both(dir.path(), "latin1", &[latin1.to_str().unwrap()]);
+    validate(&[cdx_a, cdx_b], &[spdx_a, spdx_b]);
+    let latin = drvmeta(&["sbom", latin1.to_str().unwrap()]);
+    assert!(stderr(&latin).contains("not UTF-8"), "{}", stderr(&latin));
+}
+
+#[test]
+fn a_missing_input_is_an_error_not_a_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let needs = write_drv(
+        dir.path(),
+        "needs-gone",
+        "Derive([(\"out\",\"\",\"\",\"\")],[(\"/nix/store/11111111111111111111111111111111-gone.drv\",[\"out\"])],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"out\",\"\")])",
+    );
+    let file = dir.path().join("out.json");
+    let output = drvmeta(&[
+        "sbom",
+        "--output",
+        file.to_str().unwrap(),
+        needs.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("11111111111111111111111111111111-gone.drv"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!file.exists(), "no document is written");
+}
+
+#[test]
+fn runtime_sboms_follow_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let expr = format!(
+        r#"let
+  mk = name: script: derivation {{ inherit name; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" script ]; nonce = "{nonce}"; }};
+  lib = mk "runtime-lib-1.0" "echo lib > $out";
+  tool = mk "build-tool-2.0" "echo tool > $out";
+in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
+"#
+    );
+    let file = dir.path().join("app.nix");
+    std::fs::write(&file, expr).unwrap();
+    let drv = support::run(support::nix("nix-instantiate").arg(&file), "instantiate");
+    let drv = drv.trim();
+    // Not built yet: a clear error.
+    let unbuilt = drvmeta(&["sbom", "--runtime", drv]);
+    assert_eq!(unbuilt.status.code(), Some(1));
+    assert!(
+        stderr(&unbuilt).contains("needs the roots built"),
+        "{}",
+        stderr(&unbuilt)
+    );
+    support::run(
+        support::nix("nix-store").args(["--realise", drv, "--option", "sandbox", "false"]),
+        "build",
+    );
+    let (cdx_file, spdx_file) = both(dir.path(), "runtime", &["--runtime", drv]);
+    validate(std::slice::from_ref(&cdx_file), &[spdx_file]);
+    let cdx = read(&cdx_file);
+    let names: BTreeSet<&str> = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["app", "runtime-lib"]),
+        "the build tool is not referenced at runtime"
+    );
+    let app = cdx["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["ref"] == drv)
+        .unwrap();
+    assert_eq!(app["dependsOn"].as_array().unwrap().len(), 1);
+    // Build-time: all three.
+    let build = drvmeta(&["sbom", drv]);
+    let build: Value = serde_json::from_slice(&build.stdout).unwrap();
+    assert_eq!(build["components"].as_array().unwrap().len(), 3);
+}
