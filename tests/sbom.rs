@@ -267,7 +267,10 @@ fn the_kernel_example_in_both_formats() {
         "kernel",
         &["--drv-dir", "fixtures/kernel/drvs", root],
     );
-    validate(std::slice::from_ref(&cdx_file), std::slice::from_ref(&spdx_file));
+    validate(
+        std::slice::from_ref(&cdx_file),
+        std::slice::from_ref(&spdx_file),
+    );
     let (cdx, spdx) = (read(&cdx_file), read(&spdx_file));
     insta::assert_json_snapshot!("sbom_kernel_cyclonedx", cdx);
     insta::assert_json_snapshot!("sbom_kernel_spdx", spdx);

@@ -77,12 +77,21 @@ pub fn run(args: &SbomArgs) -> Result<u8> {
     for warning in &sbom.warnings {
         eprintln!("drvmeta: warning: {warning}");
     }
-    let document = match args.format {
-        Format::Cyclonedx => drvmeta::sbom::cyclonedx::document(&sbom),
-        Format::Spdx => drvmeta::sbom::spdx::document(&sbom),
+    let write = |writer: &mut dyn Write| -> Result<()> {
+        let mut writer = io::BufWriter::new(writer);
+        match args.format {
+            Format::Cyclonedx => serde_json::to_writer_pretty(
+                &mut writer,
+                &drvmeta::sbom::cyclonedx::document(&sbom),
+            )?,
+            Format::Spdx => {
+                serde_json::to_writer_pretty(&mut writer, &drvmeta::sbom::spdx::document(&sbom))?
+            }
+        }
+        writer.write_all(b"\n")?;
+        writer.flush()?;
+        Ok(())
     };
-    let mut bytes = serde_json::to_vec_pretty(&document)?;
-    bytes.push(b'\n');
     match &args.output {
         Some(file) => {
             let dir = file
@@ -91,16 +100,12 @@ pub fn run(args: &SbomArgs) -> Result<u8> {
                 .unwrap_or(std::path::Path::new("."));
             let mut temp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("{}: cannot write the SBOM here", dir.display()))?;
-            temp.write_all(&bytes)
+            write(temp.as_file_mut())
                 .with_context(|| format!("{}: cannot write", file.display()))?;
             temp.persist(file)
                 .with_context(|| format!("{}: cannot write", file.display()))?;
         }
-        None => {
-            let mut out = io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-        }
+        None => write(&mut io::stdout().lock())?,
     }
     Ok(EXIT_OK)
 }

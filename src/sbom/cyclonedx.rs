@@ -1,5 +1,6 @@
 //! CycloneDX 1.6 JSON (valid per the 1.6 JSON schema, strict).
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::license::License;
@@ -135,9 +136,50 @@ fn component(package: &Package) -> Value {
     Value::Object(c)
 }
 
-/// The CycloneDX 1.6 document for `sbom`.
+/// The components, serialised one at a time.
+struct Components<'a>(&'a Sbom);
+
+impl Serialize for Components<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.packages.iter().map(component))
+    }
+}
+
+/// The dependency graph: the roots' subject first, then every component.
+struct Dependencies<'a>(&'a Sbom);
+
+impl Serialize for Dependencies<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let subject = json!({ "ref": ROOTS_REF, "dependsOn": self.0.roots });
+        let rest = self
+            .0
+            .packages
+            .iter()
+            .map(|p| json!({ "ref": p.drv_path, "dependsOn": p.depends_on }));
+        serializer.collect_seq(std::iter::once(subject).chain(rest))
+    }
+}
+
+/// A CycloneDX 1.6 document, serialised without building it in memory.
+#[derive(Serialize)]
+pub struct Document<'a> {
+    #[serde(rename = "$schema")]
+    schema: &'static str,
+    #[serde(rename = "bomFormat")]
+    bom_format: &'static str,
+    #[serde(rename = "specVersion")]
+    spec_version: &'static str,
+    #[serde(rename = "serialNumber")]
+    serial_number: String,
+    version: u32,
+    metadata: Value,
+    components: Components<'a>,
+    dependencies: Dependencies<'a>,
+}
+
+/// The CycloneDX 1.6 document for `sbom` (serialise it with `serde_json`).
 #[must_use]
-pub fn document(sbom: &Sbom) -> Value {
+pub fn document(sbom: &Sbom) -> Document<'_> {
     let subject_name = match sbom.roots.as_slice() {
         [one] => sbom
             .packages
@@ -146,19 +188,13 @@ pub fn document(sbom: &Sbom) -> Value {
             .map_or_else(|| "closure".to_owned(), |p| p.name.clone()),
         _ => "closure".to_owned(),
     };
-    let mut dependencies = vec![json!({ "ref": ROOTS_REF, "dependsOn": sbom.roots })];
-    dependencies.extend(
-        sbom.packages
-            .iter()
-            .map(|p| json!({ "ref": p.drv_path, "dependsOn": p.depends_on })),
-    );
-    json!({
-        "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.6",
-        "serialNumber": serial_number(&sbom.roots, sbom.runtime),
-        "version": 1,
-        "metadata": {
+    Document {
+        schema: "http://cyclonedx.org/schema/bom-1.6.schema.json",
+        bom_format: "CycloneDX",
+        spec_version: "1.6",
+        serial_number: serial_number(&sbom.roots, sbom.runtime),
+        version: 1,
+        metadata: json!({
             "timestamp": timestamp(),
             "lifecycles": [{ "phase": if sbom.runtime { "post-build" } else { "pre-build" } }],
             "tools": { "components": [{
@@ -176,8 +212,8 @@ pub fn document(sbom: &Sbom) -> Value {
                     sbom.roots.join(", ")
                 ),
             },
-        },
-        "components": sbom.packages.iter().map(component).collect::<Vec<_>>(),
-        "dependencies": dependencies,
-    })
+        }),
+        components: Components(sbom),
+        dependencies: Dependencies(sbom),
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::license::License;
@@ -139,62 +140,102 @@ fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
     Value::Object(out)
 }
 
-/// The SPDX 2.3 document for `sbom`.
-#[must_use]
-pub fn document(sbom: &Sbom) -> Value {
-    let mut extracted = BTreeMap::new();
-    let packages: Vec<Value> = sbom
-        .packages
-        .iter()
-        .map(|p| package(p, &mut extracted))
-        .collect();
-    let mut relationships: Vec<Value> = sbom
-        .roots
-        .iter()
-        .map(|root| {
+/// The packages, serialised one at a time.
+struct Packages<'a>(&'a Sbom);
+
+impl Serialize for Packages<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Extracted licenses are collected separately (`extracted_licenses`).
+        let mut ignored = BTreeMap::new();
+        serializer.collect_seq(self.0.packages.iter().map(|p| package(p, &mut ignored)))
+    }
+}
+
+/// DESCRIBES for every root, DEPENDS_ON for every dependency.
+struct Relationships<'a>(&'a Sbom);
+
+impl Serialize for Relationships<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let describes = self.0.roots.iter().map(|root| {
             json!({
                 "spdxElementId": "SPDXRef-DOCUMENT",
                 "relationshipType": "DESCRIBES",
                 "relatedSpdxElement": spdx_id(root),
             })
-        })
-        .collect();
+        });
+        let depends = self.0.packages.iter().flat_map(|p| {
+            p.depends_on.iter().map(move |dependency| {
+                json!({
+                    "spdxElementId": spdx_id(&p.drv_path),
+                    "relationshipType": "DEPENDS_ON",
+                    "relatedSpdxElement": spdx_id(dependency),
+                })
+            })
+        });
+        serializer.collect_seq(describes.chain(depends))
+    }
+}
+
+/// An SPDX 2.3 document, serialised without building it in memory.
+#[derive(Serialize)]
+pub struct Document<'a> {
+    #[serde(rename = "spdxVersion")]
+    spdx_version: &'static str,
+    #[serde(rename = "dataLicense")]
+    data_license: &'static str,
+    #[serde(rename = "SPDXID")]
+    spdx_id: &'static str,
+    name: String,
+    #[serde(rename = "documentNamespace")]
+    namespace: String,
+    #[serde(rename = "creationInfo")]
+    creation_info: Value,
+    packages: Packages<'a>,
+    relationships: Relationships<'a>,
+    #[serde(
+        rename = "hasExtractedLicensingInfos",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    extracted: Vec<Value>,
+}
+
+/// The SPDX 2.3 document for `sbom` (serialise it with `serde_json`).
+#[must_use]
+pub fn document(sbom: &Sbom) -> Document<'_> {
+    let mut extracted = BTreeMap::new();
     for p in &sbom.packages {
-        for dependency in &p.depends_on {
-            relationships.push(json!({
-                "spdxElementId": spdx_id(&p.drv_path),
-                "relationshipType": "DEPENDS_ON",
-                "relatedSpdxElement": spdx_id(dependency),
-            }));
-        }
+        declared(&p.licenses, &mut extracted);
     }
     let uuid = serial_number(&sbom.roots, sbom.runtime);
-    let mut document = json!({
-        "spdxVersion": "SPDX-2.3",
-        "dataLicense": "CC0-1.0",
-        "SPDXID": "SPDXRef-DOCUMENT",
-        "name": format!("{} closure of {}", if sbom.runtime { "runtime" } else { "build-time" }, sbom.roots.join(", ")),
-        "documentNamespace": format!("https://github.com/drvmeta/drvmeta/spdx/{}", uuid.trim_start_matches("urn:uuid:")),
-        "creationInfo": {
+    let kind = if sbom.runtime {
+        "runtime"
+    } else {
+        "build-time"
+    };
+    Document {
+        spdx_version: "SPDX-2.3",
+        data_license: "CC0-1.0",
+        spdx_id: "SPDXRef-DOCUMENT",
+        name: format!("{kind} closure of {}", sbom.roots.join(", ")),
+        namespace: format!(
+            "https://github.com/drvmeta/drvmeta/spdx/{}",
+            uuid.trim_start_matches("urn:uuid:")
+        ),
+        creation_info: json!({
             "created": timestamp(),
             "creators": [format!("Tool: drvmeta-{}", env!("CARGO_PKG_VERSION"))],
-        },
-        "packages": packages,
-        "relationships": relationships,
-    });
-    if !extracted.is_empty() {
-        document["hasExtractedLicensingInfos"] = Value::Array(
-            extracted
-                .into_iter()
-                .map(|(id, name)| {
-                    json!({
-                        "licenseId": id,
-                        "name": name,
-                        "extractedText": format!("License named {name:?} in the derivation's meta; no SPDX id."),
-                    })
+        }),
+        packages: Packages(sbom),
+        relationships: Relationships(sbom),
+        extracted: extracted
+            .into_iter()
+            .map(|(id, name)| {
+                json!({
+                    "licenseId": id,
+                    "name": name,
+                    "extractedText": format!("License named {name:?} in the derivation's meta; no SPDX id."),
                 })
-                .collect(),
-        );
+            })
+            .collect(),
     }
-    document
 }
