@@ -1,0 +1,306 @@
+//! The Nix side: `nix/lib.nix` unit tests, the flake and its lock, and the
+//! `examples/kernel` walkthrough, all with Nix 2.8 offline.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn eval(expr: &str) -> String {
+    let lib = support::project_dir().join("nix/lib.nix");
+    let full = format!("let lib = import {}; in {expr}", lib.display());
+    support::run(
+        support::nix("nix-instantiate").args(["--eval", "--strict", "--json", "--expr", &full]),
+        &format!("eval {expr}"),
+    )
+}
+
+fn eval_json(expr: &str) -> serde_json::Value {
+    serde_json::from_str(&eval(expr)).unwrap()
+}
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+#[test]
+fn flake_provenance_follows_the_kernels_rule() {
+    assert_eq!(
+        eval_json(&format!(
+            r#"lib.flakeProvenance {{ rev = "{COMMIT}"; outPath = "/x"; }}"#
+        )),
+        serde_json::json!({ "commit": COMMIT, "dirty": false })
+    );
+    assert_eq!(
+        eval_json(&format!(
+            r#"lib.flakeProvenance {{ dirtyRev = "{COMMIT}-dirty"; dirtyShortRev = "0123456-dirty"; }}"#
+        )),
+        serde_json::json!({ "commit": COMMIT, "dirty": true })
+    );
+    // A path-like self (no git): null, never a made-up default.
+    assert_eq!(
+        eval_json(r#"lib.flakeProvenance { outPath = "/nix/store/x-source"; lastModified = 0; }"#),
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        eval_json("lib.flakeProvenance { }"),
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn with_meta_opts_in_sorted_and_deduplicated() {
+    let plain = eval_json(r#"lib.withMeta { license = "mit"; } { name = "x"; }"#);
+    assert_eq!(plain["__structuredAttrs"], true);
+    assert_eq!(plain["__meta"], serde_json::json!({ "license": "mit" }));
+    assert_eq!(
+        plain["requiredSystemFeatures"],
+        serde_json::json!(["derivation-meta"])
+    );
+    let existing = eval_json(
+        r#"lib.withMeta { b = 2; nested.y = 2; } { requiredSystemFeatures = [ "kvm" "big-parallel" "kvm" "derivation-meta" ]; __meta = { a = 1; nested.x = 1; }; }"#,
+    );
+    assert_eq!(
+        existing["requiredSystemFeatures"],
+        serde_json::json!(["big-parallel", "derivation-meta", "kvm"])
+    );
+    assert_eq!(
+        existing["__meta"],
+        serde_json::json!({ "a": 1, "b": 2, "nested": { "x": 1, "y": 2 } })
+    );
+}
+
+#[test]
+fn with_provenance_uses_the_kernels_vocabulary_and_never_makes_things_up() {
+    let attrs = eval_json(&format!(
+        r#"lib.withProvenance {{ kernel = {{ commit = "{COMMIT}"; dirty = true; source = "git+https://x"; }}; builder = {{ commit = "{COMMIT}"; dirty = false; version = "0.17.0"; }}; }} {{ }}"#
+    ));
+    assert_eq!(
+        attrs["__meta"]["provenance"],
+        serde_json::json!({
+            "kernel": { "commit": COMMIT, "dirty": true, "source": "git+https://x" },
+            "kernel-builder": { "commit": COMMIT, "dirty": false, "version": "0.17.0" },
+        })
+    );
+    let none = eval_json("lib.withProvenance { kernel = null; } { }");
+    assert_eq!(none["__meta"]["provenance"], serde_json::json!({}));
+    for bad in [
+        r#"{ commit = "abc"; dirty = false; }"#,
+        &format!(r#"{{ commit = "{COMMIT}"; }}"#),
+    ] {
+        let tried = eval_json(&format!(
+            "(builtins.tryEval (builtins.deepSeq (lib.withProvenance {{ kernel = {bad}; }} {{ }}) true)).success"
+        ));
+        assert_eq!(tried, false, "{bad} was accepted");
+    }
+}
+
+fn drvmeta(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args(args)
+        .current_dir(support::project_dir())
+        .env(
+            "NIX_CONFIG",
+            format!(
+                "{}\nsandbox = false\nextra-system-features = derivation-meta",
+                support::NIX_CONFIG
+            ),
+        )
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn instantiate(expr: &str) -> String {
+    let out = support::run(
+        support::nix("nix-instantiate").args(["--expr", expr]),
+        "instantiate",
+    );
+    out.trim().split('!').next().unwrap().to_owned()
+}
+
+#[test]
+fn with_provenance_derivations_hash_modulo_meta_to_their_plain_twin() {
+    let lib = support::project_dir().join("nix/lib.nix");
+    let attrs = r#"{ name = "lib-test"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; __structuredAttrs = true; }"#;
+    let with = instantiate(&format!(
+        r#"let lib = import {}; in derivation (lib.withProvenance {{ kernel = {{ commit = "{COMMIT}"; dirty = false; }}; }} {attrs})"#,
+        lib.display()
+    ));
+    let plain = instantiate(&format!("derivation {attrs}"));
+    let report = |drv: &str| -> serde_json::Value {
+        let output = drvmeta(&["hash", "--json", drv]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()["derivations"][drv]
+            .clone()
+    };
+    let (with, plain) = (report(&with), report(&plain));
+    assert_eq!(with["metaOptIn"], true);
+    assert_eq!(with["meta"]["provenance"]["kernel"]["commit"], COMMIT);
+    assert_eq!(with["moduloMeta"]["outputs"], plain["classic"]["outputs"]);
+    assert_ne!(with["classic"]["outputs"], plain["classic"]["outputs"]);
+}
+
+#[test]
+fn the_flake_parses_and_its_lock_pins_the_shared_nixpkgs() {
+    let dir = support::project_dir();
+    support::run(
+        support::nix("nix-instantiate")
+            .arg("--parse")
+            .arg(dir.join("flake.nix")),
+        "parse flake.nix",
+    );
+    support::run(
+        support::nix("nix-instantiate")
+            .arg("--parse")
+            .arg(dir.join("nix/module.nix")),
+        "parse nix/module.nix",
+    );
+    support::run(
+        support::nix("nix-instantiate")
+            .arg("--parse")
+            .arg(dir.join("nix/package.nix")),
+        "parse nix/package.nix",
+    );
+    support::run(
+        support::nix("nix-instantiate")
+            .arg("--parse")
+            .arg(dir.join("examples/kernel/flake.nix")),
+        "parse the example flake",
+    );
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("flake.lock")).unwrap()).unwrap();
+    assert_eq!(lock["version"], 7);
+    assert_eq!(lock["root"], "root");
+    let input = lock["nodes"]["root"]["inputs"]["nixpkgs"].as_str().unwrap();
+    let fact: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(support::nix_vectors().join("../facts/nixpkgs-lock-node.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(lock["nodes"][input], fact);
+    assert_eq!(
+        lock["nodes"].as_object().unwrap().len(),
+        2,
+        "root and nixpkgs only"
+    );
+}
+
+#[test]
+fn the_flakes_lib_evaluates_offline_without_nixpkgs() {
+    let dir = support::project_dir();
+    // The flake is read from git: its files must be tracked (they are in a
+    // checkout). Evaluating `lib` must not fetch nixpkgs (nothing can be).
+    let output = support::nix("nix")
+        .args(["eval", "--offline", "--json"])
+        .arg(format!("git+file://{}#lib", dir.display()))
+        .args(["--apply", &format!(r#"l: [ (l.flakeProvenance {{ rev = "{COMMIT}"; }}) (l.withMeta {{ }} {{ }}).requiredSystemFeatures ]"#)])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!([{ "commit": COMMIT, "dirty": false }, ["derivation-meta"]])
+    );
+}
+
+fn example(commit: &str) -> String {
+    instantiate(&format!(
+        r#"import {} {{ kernel = {{ commit = "{commit}"; dirty = false; source = "git+https://example.org/activation"; }}; }}"#,
+        support::project_dir().join("examples/kernel").display()
+    ))
+}
+
+#[test]
+fn the_example_walkthrough() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let records_arg = records.to_str().unwrap();
+    let nonce = format!(
+        "{:040x}",
+        u128::from(std::process::id()) << 64
+            | u128::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos()
+            )
+    );
+    let (first, second) = (
+        example(&nonce),
+        example(&format!(
+            "{:040x}",
+            u128::from_str_radix(&nonce[8..], 16).unwrap() + 1
+        )),
+    );
+
+    // 1. Build with the hook.
+    let hook = dir.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nexec {} hook --records {records_arg}\n",
+            env!("CARGO_BIN_EXE_drvmeta")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let build = support::nix("nix-store")
+        .args([
+            "--realise",
+            &first,
+            "--option",
+            "sandbox",
+            "false",
+            "--option",
+            "extra-system-features",
+            "derivation-meta",
+        ])
+        .arg("--option")
+        .arg("post-build-hook")
+        .arg(&hook)
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", stderr(&build));
+    assert!(
+        stderr(&build).contains("recorded 1 output(s)"),
+        "{}",
+        stderr(&build)
+    );
+    let built = String::from_utf8(build.stdout).unwrap().trim().to_owned();
+
+    // 2. A new commit: meta-only.
+    let diff = drvmeta(&["diff", "--json", &first, &second]);
+    let diff: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+    assert_eq!(diff["verdict"], "meta-only", "{diff}");
+
+    // 3. realise both: the second builds nothing.
+    let one = drvmeta(&["realise", "--records", records_arg, &first]);
+    assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
+    let two = drvmeta(&["realise", "--records", records_arg, &second]);
+    assert_eq!(two.status.code(), Some(0), "{}", stderr(&two));
+    assert!(!stderr(&two).contains("building"), "{}", stderr(&two));
+    assert_eq!(one.stdout, two.stdout);
+    let realised = String::from_utf8(two.stdout).unwrap().trim().to_owned();
+
+    // 4. provenance show and verify, for the hook's build and the realised one.
+    for out in [&built, &realised] {
+        let verify = drvmeta(&["provenance", "verify", "--records", records_arg, out]);
+        assert_eq!(verify.status.code(), Some(0), "{out}: {}", stderr(&verify));
+    }
+    let show = drvmeta(&["provenance", "show", "--records", records_arg, &realised]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert_eq!(
+        text.matches("kernel          ").count(),
+        2,
+        "two records, one per commit:\n{text}"
+    );
+
+    // 5. sbom.
+    let sbom = drvmeta(&["sbom", &second]);
+    assert_eq!(sbom.status.code(), Some(0), "{}", stderr(&sbom));
+    let sbom: serde_json::Value = serde_json::from_slice(&sbom.stdout).unwrap();
+    assert_eq!(sbom["components"].as_array().unwrap().len(), 2);
+    assert!(Path::new(&realised).exists());
+}
