@@ -304,3 +304,64 @@ fn the_example_walkthrough() {
     assert_eq!(sbom["components"].as_array().unwrap().len(), 2);
     assert!(Path::new(&realised).exists());
 }
+
+#[test]
+fn the_module_wires_the_hook_with_its_options() {
+    // nixpkgs cannot be fetched here, so the module is evaluated against a
+    // minimal stand-in of the `lib` and `pkgs` functions it uses.
+    let module = support::project_dir().join("nix/module.nix");
+    let expr = format!(
+        r#"
+let
+  lib = {{
+    mkEnableOption = d: {{ default = false; }};
+    mkOption = o: o;
+    literalExpression = x: x;
+    types = {{ package = null; str = null; bool = null; nullOr = t: null; }};
+    mkIf = cond: value: if cond then value else {{ }};
+    escapeShellArg = s: "'" + s + "'";
+    optionalString = cond: s: if cond then s else "";
+  }};
+  pkgs = {{
+    drvmeta = "/nix/store/00000000000000000000000000000000-drvmeta";
+    writeShellScript = name: text: text;
+  }};
+  config = {{ services.drvmeta = {{
+    enable = true; package = pkgs.drvmeta; recordsDir = "/var/records";
+    bestEffort = true; builderId = "urn:test:builder";
+  }}; }};
+  m = import {} {{ inherit lib pkgs config; }};
+in {{
+  hook = m.config.nix.settings.post-build-hook;
+  features = m.config.nix.settings.extra-system-features;
+  tmpfiles = m.config.systemd.tmpfiles.rules;
+  options = builtins.attrNames m.options.services.drvmeta;
+}}"#,
+        module.display()
+    );
+    let out = support::run(
+        support::nix("nix-instantiate").args(["--eval", "--strict", "--json", "--expr", &expr]),
+        "evaluate the module",
+    );
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let hook = value["hook"].as_str().unwrap();
+    assert!(
+        hook.contains("/nix/store/00000000000000000000000000000000-drvmeta/bin/drvmeta hook"),
+        "{hook}"
+    );
+    assert!(
+        hook.contains("--records '/var/records'")
+            && hook.contains("--builder-id 'urn:test:builder'")
+            && hook.contains("--best-effort"),
+        "{hook}"
+    );
+    assert_eq!(value["features"], serde_json::json!(["derivation-meta"]));
+    assert_eq!(
+        value["tmpfiles"],
+        serde_json::json!(["d /var/records 0755 root root -"])
+    );
+    assert_eq!(
+        value["options"],
+        serde_json::json!(["bestEffort", "builderId", "enable", "package", "recordsDir"])
+    );
+}
