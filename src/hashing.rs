@@ -102,23 +102,8 @@ impl NodeHashes {
 #[must_use]
 pub fn hash_closure(closure: &Closure) -> Vec<NodeHashes> {
     let nodes = closure.nodes();
-    let mut levels: Vec<usize> = Vec::with_capacity(nodes.len());
-    let mut by_level: Vec<Vec<usize>> = Vec::new();
-    for (index, node) in nodes.iter().enumerate() {
-        let level = node
-            .inputs
-            .iter()
-            .map(|&i| levels[i] + 1)
-            .max()
-            .unwrap_or(0);
-        levels.push(level);
-        if by_level.len() <= level {
-            by_level.resize_with(level + 1, Vec::new);
-        }
-        by_level[level].push(index);
-    }
     let mut results: Vec<Option<NodeHashes>> = (0..nodes.len()).map(|_| None).collect();
-    for level in by_level {
+    for level in closure.levels() {
         let done = &results;
         let computed: Vec<NodeHashes> = level
             .par_iter()

@@ -25,27 +25,33 @@ fn spawn_error(error: &std::io::Error) -> Error {
 /// # Errors
 /// When `nix-store` cannot be run or fails.
 pub fn invalid_paths(paths: &[String]) -> Result<Vec<String>> {
-    let mut invalid = Vec::new();
     // Nix 2.8's --check-validity takes paths as arguments only.
+    run_chunked(&["--check-validity", "--print-invalid"], paths)
+}
+
+/// Run `nix-store ARGS PATHS…` in chunks of 1,000 paths; the output lines.
+fn run_chunked(args: &[&str], paths: &[String]) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
     for chunk in paths.chunks(1000) {
         let output = nix_store()
-            .args(["--check-validity", "--print-invalid"])
+            .args(args)
             .args(chunk)
             .output()
             .map_err(|e| spawn_error(&e))?;
         if !output.status.success() {
             return Err(Error::Store(format!(
-                "nix-store --check-validity failed: {}",
+                "nix-store {} failed: {}",
+                args.join(" "),
                 String::from_utf8_lossy(&output.stderr).trim()
             )));
         }
-        invalid.extend(
+        lines.extend(
             String::from_utf8_lossy(&output.stdout)
                 .lines()
                 .map(str::to_owned),
         );
     }
-    Ok(invalid)
+    Ok(lines)
 }
 
 /// Feed an export stream to `nix-store --import`; returns the imported paths.
@@ -77,28 +83,9 @@ pub fn import(stream: Vec<u8>) -> Result<Vec<String>> {
 }
 
 fn query(args: &[&str], paths: &[String]) -> Result<Vec<String>> {
-    let mut lines = Vec::new();
-    for chunk in paths.chunks(1000) {
-        let output = nix_store()
-            .arg("--query")
-            .args(args)
-            .args(chunk)
-            .output()
-            .map_err(|e| spawn_error(&e))?;
-        if !output.status.success() {
-            return Err(Error::Store(format!(
-                "nix-store --query {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
-        lines.extend(
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .map(str::to_owned),
-        );
-    }
-    Ok(lines)
+    let mut full = vec!["--query"];
+    full.extend_from_slice(args);
+    run_chunked(&full, paths)
 }
 
 /// The NAR hash (sha256, lowercase hex) Nix recorded for each of `paths`,

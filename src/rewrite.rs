@@ -56,24 +56,9 @@ pub struct Rewritten {
 /// re-serialised.
 pub fn rewrite_closure(closure: &Closure, mode: Mode) -> Result<Vec<Rewritten>> {
     let nodes = closure.nodes();
-    let mut levels: Vec<usize> = Vec::with_capacity(nodes.len());
-    let mut by_level: Vec<Vec<usize>> = Vec::new();
-    for node in nodes {
-        let level = node
-            .inputs
-            .iter()
-            .map(|&i| levels[i] + 1)
-            .max()
-            .unwrap_or(0);
-        levels.push(level);
-        if by_level.len() <= level {
-            by_level.resize_with(level + 1, Vec::new);
-        }
-        by_level[level].push(levels.len() - 1);
-    }
     let mut results: Vec<Option<Rewritten>> = (0..nodes.len()).map(|_| None).collect();
     let mut subs = Substitutions::default();
-    for level in by_level {
+    for level in closure.levels() {
         let done = &results;
         let subs_ref = &subs;
         let computed: Vec<Result<Rewritten>> = level

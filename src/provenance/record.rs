@@ -180,9 +180,15 @@ pub fn invocation_id() -> String {
             .map_or(0, |d| d.as_nanos());
         bytes.copy_from_slice(&(nanos ^ (u128::from(std::process::id()) << 64)).to_le_bytes());
     }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    uuid(bytes, 4)
+}
+
+/// `urn:uuid:` with `bytes` as a UUID of `version` (RFC 9562 variant bits).
+#[must_use]
+pub fn uuid(mut bytes: [u8; 16], version: u8) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | (version << 4);
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = super::nar::hex(&bytes);
     format!(
         "urn:uuid:{}-{}-{}-{}-{}",
         &hex[0..8],

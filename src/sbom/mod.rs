@@ -418,18 +418,8 @@ pub fn serial_number(roots: &[String], runtime: bool) -> String {
         hasher.update(root.as_bytes());
         hasher.update(b"\n");
     }
-    let mut bytes: [u8; 16] = hasher.finalize()[..16].try_into().expect("16 bytes");
-    bytes[6] = (bytes[6] & 0x0f) | 0x80;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = crate::provenance::nar::hex(&bytes);
-    format!(
-        "urn:uuid:{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let bytes: [u8; 16] = hasher.finalize()[..16].try_into().expect("16 bytes");
+    crate::provenance::record::uuid(bytes, 8)
 }
 
 /// The document's timestamp: `SOURCE_DATE_EPOCH` when set, else now; RFC
