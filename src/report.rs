@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::closure::{Closure, drv_name};
 use crate::hashing::{Hashes, NodeHashes, RecordedMatches};
+use crate::provenance::nar::hex;
 
 /// The whole report: one entry per derivation, keyed by store path.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -77,8 +78,8 @@ fn render_hashes(
 ) -> HashesReport {
     match hashes {
         Ok(hashes) => HashesReport {
-            output_hash: hashes.output_hash.map(|h| h.to_string()),
-            input_hash: hashes.input_hash_value().map(|h| h.to_string()),
+            output_hash: hashes.output_hash.map(|h| hex(h.as_ref())),
+            input_hash: hashes.input_hash_value().map(|h| hex(h.as_ref())),
             outputs: hashes
                 .outputs
                 .iter()
