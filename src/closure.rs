@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use nix_derivation::{Derivation, StoreDir, StorePath};
 use rayon::prelude::*;
@@ -138,15 +139,16 @@ pub struct DrvNode {
     /// Indices in [`Closure::nodes`] of the input derivations, in the order
     /// of `input_paths`.
     pub inputs: Vec<usize>,
-    bytes: Box<[u8]>,
+    /// The file's bytes; emptied by [`Closure::release_bytes`]. Behind a
+    /// mutex so that a walk can release them as it goes.
+    bytes: Mutex<Box<[u8]>>,
     store_dir: StoreDir,
 }
 
 impl DrvNode {
-    /// The file's bytes, as read.
-    #[must_use]
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// Call `f` with the file's bytes, as read (empty once released).
+    pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(&self.bytes.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Parse the derivation (again: loading checked that it parses).
@@ -155,12 +157,7 @@ impl DrvNode {
     /// As [`parse_drv`]; only when the bytes were released with
     /// [`Closure::release_bytes`].
     pub fn derivation(&self) -> Result<Derivation> {
-        parse_drv(
-            &self.bytes,
-            drv_name(&self.path),
-            &self.store_dir,
-            &self.file,
-        )
+        self.with_bytes(|bytes| parse_drv(bytes, drv_name(&self.path), &self.store_dir, &self.file))
     }
 
     /// The index in [`Closure::nodes`] of the input derivation `path`.
@@ -275,7 +272,7 @@ pub fn read_one(options: &LoadOptions, arg: &str) -> Result<DrvNode> {
         path_matches: loaded.path_matches,
         input_paths: loaded.input_paths,
         inputs: Vec::new(),
-        bytes: loaded.bytes,
+        bytes: Mutex::new(loaded.bytes),
         store_dir: options.store_dir.clone(),
     })
 }
@@ -420,7 +417,7 @@ impl Closure {
                 path_matches: node.path_matches,
                 input_paths: node.input_paths,
                 inputs,
-                bytes: node.bytes,
+                bytes: Mutex::new(node.bytes),
                 store_dir: store_dir.clone(),
             });
         }
@@ -482,9 +479,17 @@ impl Closure {
 
     /// Free the files' bytes once no walk needs the derivations any more
     /// (after hashing, say); [`DrvNode::derivation`] fails afterwards.
-    pub fn release_bytes(&mut self) {
-        for node in &mut self.nodes {
-            node.bytes = Box::default();
+    pub fn release_bytes(&self) {
+        self.release_bytes_of(0..self.nodes.len());
+    }
+
+    /// [`Self::release_bytes`] for the derivations at `positions` only.
+    pub fn release_bytes_of(&self, positions: impl IntoIterator<Item = usize>) {
+        for position in positions {
+            *self.nodes[position]
+                .bytes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Box::default();
         }
     }
 

@@ -125,10 +125,11 @@ fn rewrite_one(
         path: closure.render(&node.path),
         message,
     };
-    let original = node.bytes();
-    let substituted = subs.apply(original);
-    let bytes = substituted.as_deref().unwrap_or(original);
-    let drv = parse_drv(bytes, drv_name(&node.path), store_dir, &node.file)?;
+    let drv = node.with_bytes(|original| {
+        let substituted = subs.apply(original);
+        let bytes = substituted.as_deref().unwrap_or(original);
+        parse_drv(bytes, drv_name(&node.path), store_dir, &node.file)
+    })?;
 
     // Input hashes modulo meta, by the inputs' new paths.
     let inputs: Vec<(&StorePath, &Rewritten)> = node

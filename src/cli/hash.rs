@@ -22,9 +22,8 @@ pub struct HashArgs {
 }
 
 pub fn run(args: &HashArgs) -> Result<u8> {
-    let mut closure = args.load.load()?;
-    let hashes = drvmeta::hashing::hash_closure(&closure);
-    closure.release_bytes();
+    let closure = args.load.load()?;
+    let hashes = drvmeta::hashing::hash_closure_releasing(&closure);
     let positions: Vec<usize> = if args.recursive {
         (0..closure.nodes().len()).collect()
     } else {
