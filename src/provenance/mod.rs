@@ -223,7 +223,8 @@ pub fn facts(
 #[must_use]
 pub fn hash_part(path: &str) -> &str {
     let base = path.rsplit('/').next().unwrap_or(path);
-    &base[..base.len().min(crate::substitute::HASH_LEN)]
+    // Not a store path (any bytes from the command line): the whole name.
+    base.get(..crate::substitute::HASH_LEN).unwrap_or(base)
 }
 
 /// Write the record of `facts` for every output. The record is keyed by
