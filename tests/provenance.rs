@@ -662,3 +662,46 @@ fn the_nixos_hook_snippet_parses() {
             && text.contains("post-build-hook")
     );
 }
+
+#[test]
+fn the_hook_handles_content_addressed_and_multi_output_builds() {
+    // Floating content-addressed derivations, their (deferred) dependents,
+    // a multi-output derivation and a fixed output, built with the hook:
+    // the build must never fail because of the hook, and every build Nix
+    // names outputs for gets a record.
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let n = nonce();
+    let expr = format!(
+        r#"let
+  dep = derivation {{ name = "dep"; system = "x86_64-linux"; builder = "/bin/sh"; args = ["-c" "echo {n} > $out"]; }};
+  ca = derivation {{ name = "ca"; system = "x86_64-linux"; builder = "/bin/sh"; args = ["-c" "echo ${{dep}} > $out"]; __contentAddressed = true; outputHashMode = "recursive"; outputHashAlgo = "sha256"; }};
+  fod = derivation {{ name = "fod-{n}"; system = "x86_64-linux"; builder = "/bin/sh"; args = ["-c" "/usr/bin/printf hello > $out"]; outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = builtins.hashString "sha256" "hello"; }};
+  multi = derivation {{ name = "multi"; outputs = ["out" "lib"]; system = "x86_64-linux"; builder = "/bin/sh"; args = ["-c" "echo ${{ca}} ${{fod}} > $out; echo x > $lib"]; }};
+in derivation {{ name = "top"; system = "x86_64-linux"; builder = "/bin/sh"; args = ["-c" "echo ${{ca}} ${{multi.lib}} > $out"]; }}
+"#
+    );
+    let (outs, log) = build_with_hook(dir.path(), &expr, &records, &[]);
+    assert!(!log.contains("failed with exit code"), "{log}");
+    let hook_runs = log.matches("running post-build-hook").count();
+    let recorded = log.matches(": recorded ").count();
+    let warned = log.matches("no provenance record for this build").count();
+    assert_eq!(
+        recorded + warned,
+        hook_runs,
+        "every hook run records or says why not:\n{log}"
+    );
+    assert!(recorded >= 4, "{log}");
+    let files = record_files(&records);
+    validate_with_in_toto(&files);
+    // The top-level output has a record that verifies.
+    let out = &outs[0];
+    let verify = drvmeta(&[
+        "provenance",
+        "verify",
+        "--records",
+        records.to_str().unwrap(),
+        out,
+    ]);
+    assert_eq!(verify.status.code(), Some(0), "{}", stderr(&verify));
+}

@@ -108,6 +108,28 @@ pub fn hook(args: &HookArgs) -> Result<u8> {
             .split_whitespace()
             .map(str::to_owned)
             .collect();
+        if outs.is_empty() {
+            // Nix 2.8 with ca-derivations enabled sometimes sets no
+            // OUT_PATHS. Input-addressed and fixed outputs are known from the
+            // .drv (facts() asks the store); floating content-addressed ones
+            // are not, and Nix cannot tell them afterwards either: say so,
+            // loudly, without aborting the user's build over it.
+            let node = drvmeta::closure::read_one(&load_options()?, &drv)?;
+            let derivation = node.derivation()?;
+            let unknown = derivation.outputs().values().any(|o| {
+                !matches!(
+                    o,
+                    nix_derivation::Output::InputAddressed { .. }
+                        | nix_derivation::Output::Fixed { .. }
+                )
+            });
+            if unknown {
+                return Ok(format!(
+                    "drvmeta: warning: {drv}: Nix gave no OUT_PATHS and the outputs are content-addressed \
+                     (known only after the build): no provenance record for this build"
+                ));
+            }
+        }
         let facts = drvmeta::provenance::facts(&load_options()?, &drv, &outs, None)
             .with_context(|| format!("cannot gather the provenance of {drv}"))?;
         let written =
