@@ -46,6 +46,9 @@ pub struct Rewritten {
     pub opted_in: bool,
     /// Its hash modulo meta in input form (what dependents see).
     input_hash: InputDerivationHash,
+    /// The output paths the original derivation recorded (what dependents
+    /// embed today).
+    recorded: OutputPaths,
 }
 
 /// Rewrite or strip every derivation of `closure`; results are in
@@ -91,18 +94,17 @@ fn record_changes(
     }
     let hash_part = |path: &StorePath| path.to_basename()[..crate::substitute::HASH_LEN].to_owned();
     subs.hash(&hash_part(&node.path), &hash_part(&result.path));
-    let drv = node.derivation()?;
-    for (name, old) in recorded_outputs(closure.store_dir(), &drv) {
+    for (name, old) in &result.recorded {
         let new = result
             .outputs
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| n == name)
             .and_then(|(_, p)| p.as_ref());
         if let (Some(old), Some(new)) = (old, new) {
-            subs.hash(&hash_part(&old), &hash_part(new));
+            subs.hash(&hash_part(old), &hash_part(new));
         }
         let placeholder = |path: &StorePath| {
-            store_path::downstream_placeholder(path, [&name]).map_err(|error| Error::Rewrite {
+            store_path::downstream_placeholder(path, [name]).map_err(|error| Error::Rewrite {
                 path: closure.render(&node.path),
                 message: error.to_string(),
             })
@@ -147,6 +149,8 @@ fn rewrite_one(
             .map(|(_, input)| input.input_hash)
             .ok_or_else(|| format!("input {} is not in the closure", closure.render(path)))
     };
+    // Substitution never touches the derivation's own output paths.
+    let recorded = recorded_outputs(store_dir, &drv);
     let normal = meta_normal_form(&drv, resolve).map_err(fail)?;
     let hashes = hashes_of(store_dir, &normal, resolve).map_err(fail)?;
     let opted_in = meta::inspect(&drv).opt_in;
@@ -158,10 +162,7 @@ fn rewrite_one(
             // Keep meta; give the outputs (and every occurrence of their old
             // hash parts) the modulo-meta paths.
             let mut own = Substitutions::default();
-            for ((_, old), (_, new)) in recorded_outputs(store_dir, &drv)
-                .iter()
-                .zip(&hashes.outputs)
-            {
+            for ((_, old), (_, new)) in recorded.iter().zip(&hashes.outputs) {
                 if let (Some(old), Some(new)) = (old, new) {
                     own.hash(&old.to_basename()[..32], &new.to_basename()[..32]);
                 }
@@ -189,5 +190,6 @@ fn rewrite_one(
         references,
         opted_in: mode == Mode::Rewrite && opted_in,
         input_hash: hashes.input_hash,
+        recorded,
     })
 }
