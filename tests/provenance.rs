@@ -442,24 +442,30 @@ fn realise_twice_with_a_new_commit_builds_nothing_the_second_time() {
     );
 }
 
-/// Build the kernel once (no hook) and return its drv path.
-fn built_kernel(dir: &Path) -> String {
+/// Instantiate a fresh kernel expression with `commit`; its drv path.
+fn instantiate_kernel(dir: &Path, kernel_commit: &str) -> String {
     let file = dir.join("kernel.nix");
     std::fs::write(&file, kernel_expr(&nonce())).unwrap();
     let drv = support::run(
-        support::nix("nix-instantiate")
-            .arg(&file)
-            .args(["--argstr", "kernelCommit", &commit(4)]),
+        support::nix("nix-instantiate").arg(&file).args([
+            "--argstr",
+            "kernelCommit",
+            kernel_commit,
+        ]),
         "instantiate",
     );
-    let drv = drv
-        .lines()
+    drv.lines()
         .next()
         .unwrap()
         .split('!')
         .next()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+/// Build the kernel once (no hook) and return its drv path.
+fn built_kernel(dir: &Path) -> String {
+    let drv = instantiate_kernel(dir, &commit(4));
     support::run(
         support::nix("nix-store").args([
             "--realise",
@@ -557,22 +563,7 @@ fn bad_input_gives_clear_errors() {
     );
 
     // A derivation that was never built.
-    let file = dir.path().join("kernel.nix");
-    std::fs::write(&file, kernel_expr(&nonce())).unwrap();
-    let drv = support::run(
-        support::nix("nix-instantiate")
-            .arg(&file)
-            .args(["--argstr", "kernelCommit", &commit(5)]),
-        "instantiate",
-    );
-    let drv = drv
-        .lines()
-        .next()
-        .unwrap()
-        .split('!')
-        .next()
-        .unwrap()
-        .to_owned();
+    let drv = instantiate_kernel(dir.path(), &commit(5));
     let unbuilt = drvmeta(&["record", "--records", records_arg, &drv]);
     assert_eq!(unbuilt.status.code(), Some(1));
     assert!(
