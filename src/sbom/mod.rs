@@ -174,11 +174,9 @@ fn fixed_source(drv: &Derivation) -> Option<FixedSource> {
     })
 }
 
-fn package(
-    closure: &Closure,
-    index: usize,
-    keep: &dyn Fn(usize) -> bool,
-) -> Result<(Package, Vec<String>)> {
+/// The package of derivation `index`, depending on its input derivations
+/// (build-time; a runtime SBOM replaces them with the references).
+fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
     let node = &closure.nodes()[index];
     let path = closure.render(&node.path);
     let drv = node.derivation()?;
@@ -242,7 +240,6 @@ fn package(
     let mut depends_on: Vec<String> = node
         .inputs
         .iter()
-        .filter(|&&i| keep(i))
         .map(|&i| closure.render(&closure.nodes()[i].path))
         .collect();
     depends_on.sort();
@@ -285,7 +282,7 @@ pub fn purl_of(name: &str, version: Option<&str>) -> String {
     }
 }
 
-/// Build the SBOM of `closure`. With `runtime_paths` (the store paths the
+/// Build the SBOM of `closure`. With `runtime` (the store paths the
 /// roots' outputs reference, transitively, and the edges between them),
 /// only derivations with an output among those paths are included and
 /// dependencies follow the references; otherwise the whole build-time
@@ -295,66 +292,64 @@ pub fn purl_of(name: &str, version: Option<&str>) -> String {
 /// A derivation that cannot be read again.
 pub fn build(closure: &Closure, runtime: Option<&RuntimeGraph>) -> Result<Sbom> {
     let nodes = closure.nodes();
-    // Which derivations are in, by output path when runtime.
-    let by_output: HashMap<String, usize> = if runtime.is_some() {
-        let mut map = HashMap::new();
-        for (index, node) in nodes.iter().enumerate() {
-            let drv = node.derivation()?;
-            for (_, path) in crate::hashing::recorded_outputs(closure.store_dir(), &drv) {
-                if let Some(path) = path {
-                    map.insert(closure.render(&path), index);
-                }
-            }
-        }
-        map
-    } else {
-        HashMap::new()
-    };
-    let included: Vec<bool> = match runtime {
-        None => vec![true; nodes.len()],
-        Some(graph) => {
-            let mut included = vec![false; nodes.len()];
-            for path in &graph.paths {
-                if let Some(&index) = by_output.get(path) {
-                    included[index] = true;
-                }
-            }
-            for &root in closure.roots() {
-                included[root] = true;
-            }
-            included
-        }
-    };
-    let keep = |i: usize| included[i] && runtime.is_none();
+    // Every derivation is read once, in parallel.
     let results: Vec<Result<(Package, Vec<String>)>> = (0..nodes.len())
         .into_par_iter()
-        .filter(|&i| included[i])
-        .map(|i| package(closure, i, &keep))
+        .map(|i| package(closure, i))
         .collect();
-    let mut packages = Vec::new();
-    let mut warnings = Vec::new();
+    let mut built = Vec::with_capacity(results.len());
     for result in results {
-        let (package, found) = result?;
-        packages.push(package);
-        warnings.extend(found);
+        built.push(result?);
     }
     if let Some(graph) = runtime {
-        // Runtime dependencies follow the references between outputs.
-        let owner = |path: &str| by_output.get(path).map(|&i| closure.render(&nodes[i].path));
+        // Keep the derivations owning a path of the runtime closure (and the
+        // roots); dependencies follow the references between outputs.
+        let owner: HashMap<&str, &str> = built
+            .iter()
+            .flat_map(|(p, _)| {
+                p.outputs
+                    .iter()
+                    .filter_map(|(_, o)| o.as_deref())
+                    .map(|o| (o, p.drv_path.as_str()))
+            })
+            .collect();
+        let mut included: BTreeSet<String> = graph
+            .paths
+            .iter()
+            .filter_map(|path| owner.get(path.as_str()))
+            .map(|drv| (*drv).to_owned())
+            .collect();
+        included.extend(
+            closure
+                .roots()
+                .iter()
+                .map(|&r| closure.render(&nodes[r].path)),
+        );
         let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (referrer, reference) in &graph.edges {
-            if let (Some(from), Some(to)) = (owner(referrer), owner(reference))
+            if let (Some(from), Some(to)) =
+                (owner.get(referrer.as_str()), owner.get(reference.as_str()))
                 && from != to
             {
-                edges.entry(from).or_default().insert(to);
+                edges
+                    .entry((*from).to_owned())
+                    .or_default()
+                    .insert((*to).to_owned());
             }
         }
-        for package in &mut packages {
+        built.retain(|(p, _)| included.contains(&p.drv_path));
+        for (package, _) in &mut built {
             package.depends_on = edges
                 .remove(&package.drv_path)
                 .map(|s| s.into_iter().collect())
                 .unwrap_or_default();
         }
+    }
+    let mut packages = Vec::with_capacity(built.len());
+    let mut warnings = Vec::new();
+    for (package, found) in built {
+        packages.push(package);
+        warnings.extend(found);
     }
     packages.sort_by(|a, b| a.drv_path.cmp(&b.drv_path));
     let mut roots: Vec<String> = closure
