@@ -140,12 +140,12 @@ pub fn for_each<E>(
     closure: &Closure,
     hashes: &[NodeHashes],
     keyed: &[(String, usize)],
-    mut visit: impl FnMut(&str, &DrvReport) -> Result<(), E>,
+    mut visit: impl FnMut(&str, DrvReport) -> Result<(), E>,
 ) -> Result<(), E> {
     crate::batch::for_each_ordered(
         keyed,
         |(_, position)| drv_report(closure, hashes, *position),
-        |(path, _), report| visit(path, &report),
+        |(path, _), report| visit(path, report),
     )
 }
 
@@ -155,7 +155,7 @@ pub fn build(closure: &Closure, hashes: &[NodeHashes], positions: &[usize]) -> H
     let mut report = HashReport::default();
     let keyed = sorted_paths(closure, positions);
     let _ = for_each(closure, hashes, &keyed, |path, drv| {
-        report.derivations.insert(path.to_owned(), drv.clone());
+        report.derivations.insert(path.to_owned(), drv);
         Ok::<(), std::convert::Infallible>(())
     });
     report

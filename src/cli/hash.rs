@@ -39,6 +39,7 @@ pub fn run(args: &HashArgs) -> Result<u8> {
         out.write_all(table.header().as_bytes())?;
     }
     drvmeta::report::for_each(&closure, &hashes, &keyed, |path, drv| -> io::Result<()> {
+        let drv = &drv;
         if args.json {
             json.entry(&mut out, path, drv)?;
         } else {
