@@ -34,17 +34,22 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
-#[test]
-fn strip_of_the_example_is_the_meta_free_fixture() {
-    let out = tempfile::tempdir().unwrap();
-    let output = drvmeta(&[
+/// `drvmeta strip --out OUT` of the bundled example.
+fn strip_example(out: &Path) -> Output {
+    drvmeta(&[
         "strip",
         "--out",
-        out.path().to_str().unwrap(),
+        out.to_str().unwrap(),
         "--drv-dir",
         "fixtures/kernel/drvs",
         &root(),
-    ]);
+    ])
+}
+
+#[test]
+fn strip_of_the_example_is_the_meta_free_fixture() {
+    let out = tempfile::tempdir().unwrap();
+    let output = strip_example(out.path());
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     insta::assert_snapshot!(
         "strip_kernel_summary",
@@ -60,14 +65,7 @@ fn strip_of_the_example_is_the_meta_free_fixture() {
         );
     }
     // Running again into the same directory is fine: same contents.
-    let again = drvmeta(&[
-        "strip",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--drv-dir",
-        "fixtures/kernel/drvs",
-        &root(),
-    ]);
+    let again = strip_example(out.path());
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
 }
 
@@ -133,28 +131,14 @@ fn rewrite_json_lists_every_derivation_of_the_closure() {
 #[test]
 fn a_different_file_in_the_output_directory_is_never_replaced() {
     let out = tempfile::tempdir().unwrap();
-    let first = drvmeta(&[
-        "strip",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--drv-dir",
-        "fixtures/kernel/drvs",
-        &root(),
-    ]);
+    let first = strip_example(out.path());
     assert_eq!(first.status.code(), Some(0));
     let names = listing(out.path());
     let victim = out.path().join(&names[0]);
     std::fs::write(&victim, b"something else").unwrap();
     let other = out.path().join(&names[1]);
     std::fs::remove_file(&other).unwrap();
-    let output = drvmeta(&[
-        "strip",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--drv-dir",
-        "fixtures/kernel/drvs",
-        &root(),
-    ]);
+    let output = strip_example(out.path());
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains(&names[0]), "{}", stderr(&output));
     assert!(
@@ -168,14 +152,7 @@ fn a_different_file_in_the_output_directory_is_never_replaced() {
 
 #[test]
 fn an_unwritable_output_directory_is_a_clear_error() {
-    let output = drvmeta(&[
-        "strip",
-        "--out",
-        "/proc/drvmeta-out",
-        "--drv-dir",
-        "fixtures/kernel/drvs",
-        &root(),
-    ]);
+    let output = strip_example(Path::new("/proc/drvmeta-out"));
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("/proc/drvmeta-out"),

@@ -24,9 +24,8 @@ struct Twin {
     opted_below: BTreeMap<String, bool>,
 }
 
-fn instantiate_twin(generated: &Generated, file: &std::path::Path, with_meta: bool) -> Twin {
+fn twin(generated: &Generated, paths: Vec<String>, with_meta: bool) -> Twin {
     let context = format!("seed {} (withMeta = {with_meta})", generated.seed);
-    let paths = support::instantiate(file, with_meta, &context);
     assert_eq!(
         paths.len(),
         generated.specs.len(),
@@ -55,12 +54,7 @@ fn instantiate_twin(generated: &Generated, file: &std::path::Path, with_meta: bo
         .specs
         .iter()
         .zip(paths)
-        .map(|(spec, path)| {
-            (
-                spec.name.clone(),
-                path.split('!').next().unwrap().to_owned(),
-            )
-        })
+        .map(|(spec, path)| (spec.name.clone(), path))
         .collect();
     Twin {
         report,
@@ -105,12 +99,9 @@ struct Checked {
 fn run_seed(seed: u64, options: &Options) -> Checked {
     let mut checked = Checked::default();
     let generated = generate(seed, options);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(format!("twin-{seed}.nix"));
-    std::fs::write(&file, &generated.expr).unwrap();
-
-    let a = instantiate_twin(&generated, &file, true);
-    let b = instantiate_twin(&generated, &file, false);
+    let (a_paths, b_paths) = support::instantiate_twins(&generated);
+    let a = twin(&generated, a_paths, true);
+    let b = twin(&generated, b_paths, false);
     let mut failures = Vec::new();
     check_closure_matches_nix(&a, &mut failures, "A");
     check_closure_matches_nix(&b, &mut failures, "B");

@@ -40,18 +40,28 @@ pub fn run(command: &mut Command, context: &str) -> String {
     String::from_utf8(output.stdout).expect("Nix prints UTF-8 paths")
 }
 
-/// Instantiate `file` with `--arg withMeta <with_meta>`; returns the drv
-/// paths printed, one per element of the list the expression returns.
-pub fn instantiate(file: &Path, with_meta: bool, context: &str) -> Vec<String> {
-    let stdout = run(
-        nix("nix-instantiate")
-            .arg(file)
-            .arg("--arg")
-            .arg("withMeta")
-            .arg(if with_meta { "true" } else { "false" }),
-        context,
-    );
-    stdout.lines().map(str::to_owned).collect()
+/// Instantiate `file` with `--arg withMeta <with_meta>` (and `--argstr
+/// tweak <tweak>`); returns the drv paths printed, one per element of the
+/// list the expression returns, without Nix's `!output` suffix.
+pub fn instantiate(
+    file: &Path,
+    with_meta: bool,
+    tweak: Option<&str>,
+    context: &str,
+) -> Vec<String> {
+    let mut command = nix("nix-instantiate");
+    command.arg(file).args([
+        "--arg",
+        "withMeta",
+        if with_meta { "true" } else { "false" },
+    ]);
+    if let Some(tweak) = tweak {
+        command.args(["--argstr", "tweak", tweak]);
+    }
+    run(&mut command, context)
+        .lines()
+        .map(|p| p.split('!').next().unwrap().to_owned())
+        .collect()
 }
 
 /// The project's root directory.
@@ -135,46 +145,31 @@ pub fn nix_import(stream: &[u8]) -> (bool, String) {
     )
 }
 
-/// Instantiate a generated expression both ways: the drv paths (without
-/// `!output`) of its elements, with meta (A) and without (B).
-pub fn instantiate_twins(generated: &generator::Generated) -> (Vec<String>, Vec<String>) {
+/// Write a generated expression to a file (kept while the directory lives).
+fn expression_file(generated: &generator::Generated) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(format!("twin-{}.nix", generated.seed));
     std::fs::write(&file, &generated.expr).unwrap();
-    let strip_output = |paths: Vec<String>| -> Vec<String> {
-        paths
-            .into_iter()
-            .map(|p| p.split('!').next().unwrap().to_owned())
-            .collect()
-    };
+    (dir, file)
+}
+
+/// Instantiate a generated expression both ways: the drv paths of its
+/// elements, with meta (A) and without (B).
+pub fn instantiate_twins(generated: &generator::Generated) -> (Vec<String>, Vec<String>) {
+    let (_dir, file) = expression_file(generated);
     let context = format!("seed {}", generated.seed);
-    let a = strip_output(instantiate(&file, true, &context));
-    let b = strip_output(instantiate(&file, false, &context));
+    let a = instantiate(&file, true, None, &context);
+    let b = instantiate(&file, false, None, &context);
     (a, b)
 }
 
-/// Instantiate a generated expression with the given `--argstr tweak` and
-/// `withMeta`; drv paths without `!output`.
+/// Instantiate a generated expression with `--argstr tweak <tweak>`.
 pub fn instantiate_tweaked(
     generated: &generator::Generated,
     with_meta: bool,
     tweak: &str,
 ) -> Vec<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(format!("twin-{}.nix", generated.seed));
-    std::fs::write(&file, &generated.expr).unwrap();
-    let out = run(
-        nix("nix-instantiate")
-            .arg(&file)
-            .args([
-                "--arg",
-                "withMeta",
-                if with_meta { "true" } else { "false" },
-            ])
-            .args(["--argstr", "tweak", tweak]),
-        &format!("seed {} tweak {tweak}", generated.seed),
-    );
-    out.lines()
-        .map(|p| p.split('!').next().unwrap().to_owned())
-        .collect()
+    let (_dir, file) = expression_file(generated);
+    let context = format!("seed {} tweak {tweak}", generated.seed);
+    instantiate(&file, with_meta, Some(tweak), &context)
 }
