@@ -180,12 +180,12 @@ pub struct Closure {
 }
 
 /// A derivation read and checked, not yet placed in the closure order.
-struct Loaded {
-    path: StorePath,
-    file: PathBuf,
-    bytes: Box<[u8]>,
-    input_paths: Vec<StorePath>,
-    path_matches: bool,
+pub(crate) struct Loaded {
+    pub(crate) path: StorePath,
+    pub(crate) file: PathBuf,
+    pub(crate) bytes: Box<[u8]>,
+    pub(crate) input_paths: Vec<StorePath>,
+    pub(crate) path_matches: bool,
 }
 
 /// Parse a derivation's bytes, rejecting what Nix's parser rejects.
@@ -241,6 +241,16 @@ fn load_one(store_dir: &StoreDir, path: StorePath, file: PathBuf) -> Result<Load
         file: file.clone(),
         source,
     })?;
+    check_one(store_dir, path, file, bytes).map(|(loaded, _)| loaded)
+}
+
+/// Parse and check a derivation's bytes, read from `file`.
+pub(crate) fn check_one(
+    store_dir: &StoreDir,
+    path: StorePath,
+    file: PathBuf,
+    bytes: Vec<u8>,
+) -> Result<(Loaded, Derivation)> {
     let drv = parse_drv(&bytes, drv_name(&path), store_dir, &file)?;
     let path_matches = store_dir
         .build_text_path(
@@ -250,13 +260,14 @@ fn load_one(store_dir: &StoreDir, path: StorePath, file: PathBuf) -> Result<Load
         )
         .is_ok_and(|computed| computed == path);
     let input_paths = drv.input_derivations().keys().cloned().collect();
-    Ok(Loaded {
+    let loaded = Loaded {
         path,
         file,
         bytes: bytes.into_boxed_slice(),
         input_paths,
         path_matches,
-    })
+    };
+    Ok((loaded, drv))
 }
 
 /// Read and parse one derivation without its inputs (`inputs` is empty).
@@ -347,29 +358,30 @@ impl Closure {
             progress(loaded.len());
             wave = next;
         }
-        Self::order(options.store_dir.clone(), loaded, &seen, &root_paths)
+        let edges: Vec<Vec<usize>> = loaded
+            .iter()
+            .map(|node| node.input_paths.iter().map(|input| seen[input]).collect())
+            .collect();
+        Self::order(options.store_dir.clone(), loaded, edges, seen, &root_paths)
+            .map(|(closure, _)| closure)
     }
 
     /// Put loaded derivations in dependency order with an iterative
-    /// depth-first walk, detecting cycles.
-    fn order(
+    /// depth-first walk, detecting cycles. `edges[i]` are the positions in
+    /// `loaded` of the inputs of `loaded[i]`, in the order of its
+    /// `input_paths`; `positions` maps every path to its position in
+    /// `loaded`. Returns the closure and, for each of its nodes, its
+    /// position in `loaded`.
+    pub(crate) fn order(
         store_dir: StoreDir,
         loaded: Vec<Loaded>,
-        positions: &HashMap<StorePath, usize>,
+        edges: Vec<Vec<usize>>,
+        mut positions: HashMap<StorePath, usize>,
         roots: &[StorePath],
-    ) -> Result<Self> {
+    ) -> Result<(Self, Vec<usize>)> {
         const NEW: u8 = 0;
         const OPEN: u8 = 1;
         const DONE: u8 = 2;
-        let edges: Vec<Vec<usize>> = loaded
-            .iter()
-            .map(|node| {
-                node.input_paths
-                    .iter()
-                    .map(|input| positions[input])
-                    .collect()
-            })
-            .collect();
         let mut state = vec![NEW; loaded.len()];
         let mut order = Vec::with_capacity(loaded.len());
         for start in 0..loaded.len() {
@@ -406,11 +418,9 @@ impl Closure {
         }
         let mut slots: Vec<Option<Loaded>> = loaded.into_iter().map(Some).collect();
         let mut nodes = Vec::with_capacity(order.len());
-        let mut index = HashMap::with_capacity(order.len());
         for &old in &order {
             let node = slots[old].take().expect("each node is placed once");
             let inputs = edges[old].iter().map(|&i| new_index[i]).collect();
-            index.insert(node.path.clone(), nodes.len());
             nodes.push(DrvNode {
                 path: node.path,
                 file: node.file,
@@ -421,13 +431,17 @@ impl Closure {
                 store_dir: store_dir.clone(),
             });
         }
-        let roots = roots.iter().map(|path| index[path]).collect();
-        Ok(Self {
+        for position in positions.values_mut() {
+            *position = new_index[*position];
+        }
+        let roots = roots.iter().map(|path| positions[path]).collect();
+        let closure = Self {
             store_dir,
             nodes,
-            index,
+            index: positions,
             roots,
-        })
+        };
+        Ok((closure, order))
     }
 
     /// The logical store directory of the closure.
@@ -499,13 +513,13 @@ impl Closure {
     pub fn keyed(
         &self,
         positions: &[usize],
-        key: impl Fn(&StorePath) -> String,
+        key: impl Fn(&StorePath) -> String + Sync,
     ) -> Vec<(String, usize)> {
         let mut keyed: Vec<(String, usize)> = positions
-            .iter()
+            .par_iter()
             .map(|&position| (key(&self.nodes[position].path), position))
             .collect();
-        keyed.sort_unstable();
+        keyed.par_sort_unstable();
         keyed.dedup();
         keyed
     }

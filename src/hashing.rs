@@ -136,59 +136,81 @@ fn hash_levels(closure: &Closure, release: bool) -> Vec<NodeHashes> {
         .collect()
 }
 
-/// Hash one derivation whose inputs are all in `done`.
+/// Hash one derivation of `closure` whose inputs are all in `done`.
 fn hash_node(closure: &Closure, index: usize, done: &[Option<NodeHashes>]) -> NodeHashes {
     let node = &closure.nodes()[index];
-    let drv = match node.derivation() {
+    let input = |path: &StorePath| {
+        let position = node.input_position(path)?;
+        done[position].as_ref()
+    };
+    hash_derivation(
+        node.derivation().map_err(|error| error.to_string()),
+        closure.store_dir(),
+        input,
+    )
+}
+
+/// Hash one parsed derivation (or record why it could not be read), given
+/// the results of its input derivations: `input` answers for every path in
+/// [`Derivation::input_derivations`].
+///
+/// The derivation is taken by value so that its meta-normal form is built
+/// without copying it.
+///
+/// # Panics
+/// When `input` does not know an input derivation of `drv`.
+pub fn hash_derivation<'a>(
+    drv: Result<Derivation, String>,
+    store_dir: &StoreDir,
+    input: impl Fn(&StorePath) -> Option<&'a NodeHashes>,
+) -> NodeHashes {
+    let drv = match drv {
         Ok(drv) => drv,
         Err(error) => {
             return NodeHashes {
                 meta: MetaInfo::default(),
                 meta_object: None,
                 recorded: OutputPaths::new(),
-                classic: Err(error.to_string()),
-                modulo_meta: Err(error.to_string()),
+                classic: Err(error.clone()),
+                modulo_meta: Err(error),
             };
         }
     };
-    let drv = &drv;
-    let store_dir = closure.store_dir();
-    let input = |position: usize| done[position].as_ref().expect("inputs are hashed first");
+    let input = |path: &StorePath| input(path).expect("the results of every input are known");
     let lookup = |scheme: fn(&NodeHashes) -> &Result<Hashes, String>| {
         move |path: &StorePath| -> Result<InputDerivationHash, String> {
-            let position = node
-                .input_position(path)
-                .expect("a loaded closure holds every input");
-            scheme(input(position))
+            scheme(input(path))
                 .as_ref()
                 .map(|hashes| hashes.input_hash)
                 .map_err(|_| "the input is invalid".to_owned())
         }
     };
-    let classic = merge_colliding_inputs(drv, lookup(|r| &r.classic)).and_then(|merged| {
+    let classic = merge_colliding_inputs(&drv, lookup(|r| &r.classic)).and_then(|merged| {
         hashes_of(
             store_dir,
-            merged.as_ref().unwrap_or(drv),
+            merged.as_ref().unwrap_or(&drv),
             lookup(|r| &r.classic),
         )
     });
-    let info = meta::inspect(drv);
-    let inputs_unchanged = node.inputs.iter().all(|&position| {
-        let input = input(position);
+    let info = meta::inspect(&drv);
+    let inputs_unchanged = drv.input_derivations().keys().all(|path| {
+        let input = input(path);
         match (&input.classic, &input.modulo_meta) {
             (Ok(classic), Ok(modulo)) => classic.input_hash == modulo.input_hash,
             _ => false,
         }
     });
+    let meta_object = meta::meta_object(&drv).cloned();
+    let recorded = recorded_outputs(store_dir, &drv);
     let modulo_meta = if !info.opt_in && inputs_unchanged {
         classic.clone()
     } else {
-        meta_normal_form(drv, lookup(|r| &r.modulo_meta))
+        meta_normal_form_of(drv, lookup(|r| &r.modulo_meta))
             .and_then(|normal| hashes_of(store_dir, &normal, lookup(|r| &r.modulo_meta)))
     };
     NodeHashes {
-        meta_object: meta::meta_object(drv).cloned(),
-        recorded: recorded_outputs(store_dir, drv),
+        meta_object,
+        recorded,
         meta: info,
         classic,
         modulo_meta,
@@ -214,17 +236,27 @@ fn resolution_error(error: InputResolutionError<String>, store_dir: &StoreDir) -
 /// A message when the derivation is invalid or an input is.
 pub fn meta_normal_form(
     drv: &Derivation,
+    resolve: impl FnMut(&StorePath) -> Result<InputDerivationHash, String>,
+) -> Result<Derivation, String> {
+    meta_normal_form_of(drv.clone(), resolve)
+}
+
+/// [`meta_normal_form`] of a derivation the caller no longer needs.
+fn meta_normal_form_of(
+    drv: Derivation,
     mut resolve: impl FnMut(&StorePath) -> Result<InputDerivationHash, String>,
 ) -> Result<Derivation, String> {
-    let merged = merge_colliding_inputs(drv, &mut resolve)?;
-    let mut builder = merged.unwrap_or_else(|| drv.clone()).into_builder();
-    if let Some(stripped) = meta::stripped_attrs(drv) {
+    let stripped = meta::stripped_attrs(&drv);
+    let store_dir = drv.store_dir().clone();
+    let merged = merge_colliding_inputs(&drv, &mut resolve)?;
+    let mut builder = merged.unwrap_or(drv).into_builder();
+    if let Some(stripped) = stripped {
         *builder.structured_attrs_mut() = Some(stripped);
     }
     builder
         .try_build_with_input_hashes(resolve)
         .map(nix_derivation::ValidatedDerivation::into_derivation)
-        .map_err(|error| resolution_error(error, drv.store_dir()))
+        .map_err(|error| resolution_error(error, &store_dir))
 }
 
 /// `drv` with input derivations whose regular hashes collide merged, as Nix

@@ -43,6 +43,7 @@ pub mod hashing;
 pub mod import;
 pub mod meta;
 pub mod nix_store;
+pub mod one_pass;
 pub mod out_dir;
 pub mod provenance;
 pub mod report;

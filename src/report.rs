@@ -168,15 +168,28 @@ pub struct JsonWriter {
 }
 
 impl JsonWriter {
-    /// Write one entry (the opening brace before the first).
+    /// One entry, `"<path>":{…}`, as [`Self::write_rendered`] takes it:
+    /// entries can be rendered in parallel and written in order.
+    ///
+    /// # Errors
+    /// When the report cannot be serialised (it always can).
+    pub fn render_entry(path: &str, report: &DrvReport) -> std::io::Result<Vec<u8>> {
+        let mut entry = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut entry, path)?;
+        entry.push(b':');
+        serde_json::to_writer(&mut entry, report)?;
+        Ok(entry)
+    }
+
+    /// Write an entry made by [`Self::render_entry`] (the opening brace
+    /// before the first).
     ///
     /// # Errors
     /// Errors of `writer`.
-    pub fn entry(
+    pub fn write_rendered(
         &mut self,
         writer: &mut impl std::io::Write,
-        path: &str,
-        report: &DrvReport,
+        entry: &[u8],
     ) -> std::io::Result<()> {
         writer.write_all(if self.started {
             b","
@@ -184,10 +197,7 @@ impl JsonWriter {
             b"{\"derivations\":{"
         })?;
         self.started = true;
-        serde_json::to_writer(&mut *writer, path)?;
-        writer.write_all(b":")?;
-        serde_json::to_writer(&mut *writer, report)?;
-        Ok(())
+        writer.write_all(entry)
     }
 
     /// Close the document.

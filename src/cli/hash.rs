@@ -22,8 +22,7 @@ pub struct HashArgs {
 }
 
 pub fn run(args: &HashArgs) -> Result<u8> {
-    let closure = args.load.load()?;
-    let hashes = drvmeta::hashing::hash_closure_releasing(&closure);
+    let (closure, hashes) = args.load.load_and_hash()?;
     let positions: Vec<usize> = if args.recursive {
         (0..closure.nodes().len()).collect()
     } else {
@@ -38,20 +37,33 @@ pub fn run(args: &HashArgs) -> Result<u8> {
     if !args.json {
         out.write_all(table.header().as_bytes())?;
     }
-    drvmeta::report::for_each(&closure, &hashes, &keyed, |path, drv| -> io::Result<()> {
-        let drv = &drv;
-        if args.json {
-            json.entry(&mut out, path, drv)?;
+    // Each entry is rendered (and its problems listed) on all cores, then
+    // written in order.
+    let render = |(path, position): &(String, usize)| -> io::Result<(Vec<u8>, Vec<String>)> {
+        let drv = drvmeta::report::drv_report(&closure, &hashes, *position);
+        let text = if args.json {
+            JsonWriter::render_entry(path, &drv)?
         } else {
-            out.write_all(table.rows(path, drv).as_bytes())?;
+            table.rows(path, &drv).into_bytes()
+        };
+        let problems = if drv.is_problem() {
+            problems(&drv)
+                .into_iter()
+                .map(|reason| format!("{path}: {reason}"))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((text, problems))
+    };
+    drvmeta::batch::for_each_ordered(&keyed, render, |_, rendered| -> io::Result<()> {
+        let (text, problems) = rendered?;
+        if args.json {
+            json.write_rendered(&mut out, &text)?;
+        } else {
+            out.write_all(&text)?;
         }
-        if drv.is_problem() {
-            problem_lines.extend(
-                problems(drv)
-                    .into_iter()
-                    .map(|reason| format!("{path}: {reason}")),
-            );
-        }
+        problem_lines.extend(problems);
         Ok(())
     })?;
     if args.json {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use drvmeta::closure::{Closure, LoadOptions};
+use drvmeta::hashing::NodeHashes;
 use nix_derivation::StoreDir;
 
 mod diff;
@@ -93,24 +94,43 @@ pub struct LoadArgs {
 pub struct UsageError(String);
 
 impl LoadArgs {
-    /// Load the closures of the arguments, with progress on a terminal.
-    pub fn load(&self) -> Result<Closure> {
+    fn options(&self) -> Result<LoadOptions> {
         let store_dir = StoreDir::new(self.store_dir.clone())
             .map_err(|error| UsageError(format!("--store-dir {}: {error}", self.store_dir)))?;
-        let options = LoadOptions {
+        Ok(LoadOptions {
             store_dir,
             drv_dirs: self.drv_dirs.clone(),
-        };
+        })
+    }
+
+    /// Load the closures of the arguments, with progress on a terminal.
+    pub fn load(&self) -> Result<Closure> {
+        let options = self.options()?;
         let mut progress = Progress::new();
-        let closure = Closure::load_with_progress(&options, &self.drvs, |n| progress.update(n))
-            .map_err(|error| match error {
-                drvmeta::Error::BadDrvDir { .. } | drvmeta::Error::BadPath { .. } => {
-                    anyhow::Error::new(UsageError(error.to_string()))
-                }
-                other => anyhow::Error::new(other),
-            });
+        let closure = Closure::load_with_progress(&options, &self.drvs, |n| progress.update(n));
         progress.finish();
-        closure
+        closure.map_err(load_error)
+    }
+
+    /// Load the closures of the arguments and hash them, reading and
+    /// parsing each derivation once, with progress on a terminal.
+    pub fn load_and_hash(&self) -> Result<(Closure, Vec<NodeHashes>)> {
+        let options = self.options()?;
+        let mut progress = Progress::new();
+        let result =
+            drvmeta::one_pass::load_and_hash(&options, &self.drvs, &mut |n| progress.update(n));
+        progress.finish();
+        result.map_err(load_error)
+    }
+}
+
+/// Bad arguments are usage errors (exit status 2).
+fn load_error(error: drvmeta::Error) -> anyhow::Error {
+    match error {
+        drvmeta::Error::BadDrvDir { .. } | drvmeta::Error::BadPath { .. } => {
+            anyhow::Error::new(UsageError(error.to_string()))
+        }
+        other => anyhow::Error::new(other),
     }
 }
 
