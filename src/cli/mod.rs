@@ -195,8 +195,13 @@ pub fn message(error: &anyhow::Error) -> String {
 
 /// Parse the command line, run the command and map the result to an exit
 /// status. A closed stdout (`drvmeta … | head`) is success.
-pub fn main() -> ExitCode {
+/// Run the command line; `release_memory_eagerly` is called first by every
+/// command but `hash` (see `main.rs`).
+pub fn main(release_memory_eagerly: fn()) -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Hash(_)) {
+        release_memory_eagerly();
+    }
     let result = match &cli.command {
         Command::Hash(args) => hash::run(args),
         Command::Show(args) => show::run(args),
