@@ -7,7 +7,9 @@
 #   - drvmeta sbom in both formats,
 #   - drvmeta rewrite/strip --json (the whole computation, no files written),
 #   - drvmeta strip --out DIR into a fresh DIR, and cp of every .drv into a
-#     fresh DIR (the cost of creating 20,000 files on this filesystem).
+#     fresh DIR (the cost of creating 20,000 files on this filesystem),
+#   - bench/crate_floor.rs: the least work `hash` asks of nix-derivation, on
+#     one core (a lower bound for any implementation on the crate).
 # Each command runs RUNS times (default 7) after one warm-up; the table gives
 # the median wall time and the largest peak RSS. Output: a Markdown table on
 # stdout and in bench/out/results.md.
@@ -87,3 +89,7 @@ read_time=$(awk '/^read every/ {print $(NF-1)}' <<< "$results")
       'BEGIN {printf "| %s | %.3f | %.2f | %.2f | %.1f | %.2f |\n", n, t, t/nt, t/rt, r/1024, r*1024/b}'
   done <<< "$results"
 } | tee "$out/results.md"
+{
+  echo
+  cargo bench --quiet --bench crate_floor -- "$out/closure.txt"
+} | tee -a "$out/results.md"
