@@ -9,7 +9,10 @@
 //! derivation takes about 2.5 times the memory of its file, and a walk needs
 //! each derivation once, so [`DrvNode::derivation`] parses again on demand
 //! and the result is dropped as soon as the walk moves on. Peak memory stays
-//! near the size of the files.
+//! near the size of the files. A walk that needs only something small from
+//! each derivation takes it while loading instead ([`Closure::load_mapped`],
+//! `show`) and parses each derivation once; `hash` loads and hashes in one
+//! pass ([`crate::one_pass`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -307,10 +310,43 @@ impl Closure {
     pub fn load_with_progress(
         options: &LoadOptions,
         roots: &[String],
-        mut progress: impl FnMut(usize),
+        progress: impl FnMut(usize),
     ) -> Result<Self> {
+        Self::load_inner(options, roots, progress, &|_, _, _| (), |()| (), true)
+            .map(|(closure, _)| closure)
+    }
+
+    /// [`Self::load_with_progress`] for a walk that needs only what `map`
+    /// takes from each derivation: `map` is called (on the worker threads)
+    /// with each derivation as it is parsed, its store path and whether it
+    /// is one of `roots`, and `keep` (on the calling thread, in batches as
+    /// they are read) with each result; the files' bytes are not kept, so
+    /// each derivation is parsed once. [`DrvNode::derivation`] fails on the
+    /// closure. The kept values come in [`Self::nodes`] order.
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn load_mapped<T: Send, U>(
+        options: &LoadOptions,
+        roots: &[String],
+        progress: impl FnMut(usize),
+        map: impl Fn(&StorePath, &Derivation, bool) -> T + Sync,
+        keep: impl FnMut(T) -> U,
+    ) -> Result<(Self, Vec<U>)> {
+        Self::load_inner(options, roots, progress, &map, keep, false)
+    }
+
+    fn load_inner<T: Send, U>(
+        options: &LoadOptions,
+        roots: &[String],
+        mut progress: impl FnMut(usize),
+        map: &(dyn Fn(&StorePath, &Derivation, bool) -> T + Sync),
+        mut keep: impl FnMut(T) -> U,
+        keep_bytes: bool,
+    ) -> Result<(Self, Vec<U>)> {
         options.check()?;
         let mut loaded: Vec<Loaded> = Vec::new();
+        let mut kept: Vec<U> = Vec::new();
         let mut seen: HashMap<StorePath, usize> = HashMap::new();
         let mut root_paths = Vec::with_capacity(roots.len());
         // Each wave is read and parsed in parallel; the next wave is the set
@@ -325,26 +361,34 @@ impl Closure {
             }
         }
         while !wave.is_empty() {
-            let results: Vec<Result<Loaded>> = wave
+            let results: Vec<Result<(Loaded, T)>> = wave
                 .into_par_iter()
                 .map(|(path, file, needed_by)| {
                     let exists = needed_by.is_none() || file.exists();
-                    if exists {
-                        load_one(&options.store_dir, path, file)
-                    } else {
-                        Err(Error::MissingInput {
+                    if !exists {
+                        return Err(Error::MissingInput {
                             missing: path.to_absolute_path_in(&options.store_dir),
                             needed_by: needed_by.map_or_else(String::new, |i| {
                                 loaded[i].path.to_absolute_path_in(&options.store_dir)
                             }),
                             looked_at: file,
-                        })
+                        });
                     }
+                    let bytes = std::fs::read(&file).map_err(|source| Error::Read {
+                        file: file.clone(),
+                        source,
+                    })?;
+                    let (mut node, drv) = check_one(&options.store_dir, path, file, bytes)?;
+                    let value = map(&node.path, &drv, needed_by.is_none());
+                    if !keep_bytes {
+                        node.bytes = Box::default();
+                    }
+                    Ok((node, value))
                 })
                 .collect();
             let mut next = Vec::new();
             for result in results {
-                let node = result?;
+                let (node, value) = result?;
                 let position = loaded.len();
                 seen.insert(node.path.clone(), position);
                 for input in &node.input_paths {
@@ -354,6 +398,7 @@ impl Closure {
                     }
                 }
                 loaded.push(node);
+                kept.push(keep(value));
             }
             progress(loaded.len());
             wave = next;
@@ -362,8 +407,14 @@ impl Closure {
             .iter()
             .map(|node| node.input_paths.iter().map(|input| seen[input]).collect())
             .collect();
-        Self::order(options.store_dir.clone(), loaded, edges, seen, &root_paths)
-            .map(|(closure, _)| closure)
+        let (closure, order) =
+            Self::order(options.store_dir.clone(), loaded, edges, seen, &root_paths)?;
+        let mut kept: Vec<Option<U>> = kept.into_iter().map(Some).collect();
+        let kept = order
+            .into_iter()
+            .map(|old| kept[old].take().expect("each node is placed once"))
+            .collect();
+        Ok((closure, kept))
     }
 
     /// Put loaded derivations in dependency order with an iterative

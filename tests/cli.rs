@@ -383,3 +383,48 @@ fn help_mentions_every_command_and_the_exit_statuses() {
         assert!(out.contains(needle), "{needle} missing from --help:\n{out}");
     }
 }
+
+/// `show` renders only what it shows, and writes nothing when a derivation
+/// it must show cannot be rendered (Nix's JSON holds no non-UTF-8 bytes).
+#[test]
+fn show_of_an_unshowable_input_fails_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let latin1 = "x6p0hg79i3wg0kkv7699935f7rrj9jf3-latin1.drv";
+    std::fs::copy(
+        support::nix_vectors().join("snix/ok").join(latin1),
+        dir.path().join(latin1),
+    )
+    .unwrap();
+    let bytes = format!(
+        "Derive([(\"out\",\"\",\"\",\"\")],[(\"/nix/store/{latin1}\",[\"out\"])],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"out\",\"\")])"
+    );
+    let parent = write_drv(dir.path(), "parent", bytes.as_bytes());
+    let drv_dir = dir.path().to_str().unwrap();
+    let parent = parent.to_str().unwrap();
+
+    let only_parent = drvmeta(&["show", "--drv-dir", drv_dir, parent]);
+    assert_eq!(
+        only_parent.status.code(),
+        Some(0),
+        "{}",
+        stderr(&only_parent)
+    );
+    let value: serde_json::Value = serde_json::from_slice(&only_parent.stdout).unwrap();
+    assert_eq!(value["derivations"].as_object().unwrap().len(), 1);
+
+    for pretty in [false, true] {
+        let mut args = vec!["show", "-r", "--drv-dir", drv_dir, parent];
+        if pretty {
+            args.push("--pretty");
+        }
+        let output = drvmeta(&args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("/nix/store/{latin1}")), "{err}");
+        assert!(
+            output.stdout.is_empty(),
+            "partial output: {}",
+            stdout(&output)
+        );
+    }
+}

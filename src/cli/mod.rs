@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use drvmeta::closure::{Closure, LoadOptions};
 use drvmeta::hashing::NodeHashes;
-use nix_derivation::StoreDir;
+use nix_derivation::{Derivation, StoreDir, StorePath};
 
 mod diff;
 mod hash;
@@ -105,20 +105,39 @@ impl LoadArgs {
 
     /// Load the closures of the arguments, with progress on a terminal.
     pub fn load(&self) -> Result<Closure> {
-        let options = self.options()?;
-        let mut progress = Progress::new();
-        let closure = Closure::load_with_progress(&options, &self.drvs, |n| progress.update(n));
-        progress.finish();
-        closure.map_err(load_error)
+        self.with_progress(|options, progress| {
+            Closure::load_with_progress(options, &self.drvs, progress)
+        })
+    }
+
+    /// Load the closures of the arguments, keeping what `map` and `keep`
+    /// take from each derivation while it is parsed instead of the files'
+    /// bytes (see [`Closure::load_mapped`]), with progress on a terminal.
+    pub fn load_mapped<T: Send, U>(
+        &self,
+        map: impl Fn(&StorePath, &Derivation, bool) -> T + Sync,
+        keep: impl FnMut(T) -> U,
+    ) -> Result<(Closure, Vec<U>)> {
+        self.with_progress(|options, progress| {
+            Closure::load_mapped(options, &self.drvs, progress, map, keep)
+        })
     }
 
     /// Load the closures of the arguments and hash them, reading and
     /// parsing each derivation once, with progress on a terminal.
     pub fn load_and_hash(&self) -> Result<(Closure, Vec<NodeHashes>)> {
+        self.with_progress(|options, progress| {
+            drvmeta::one_pass::load_and_hash(options, &self.drvs, progress)
+        })
+    }
+
+    fn with_progress<T>(
+        &self,
+        load: impl FnOnce(&LoadOptions, &mut (dyn FnMut(usize) + Send)) -> drvmeta::Result<T>,
+    ) -> Result<T> {
         let options = self.options()?;
         let mut progress = Progress::new();
-        let result =
-            drvmeta::one_pass::load_and_hash(&options, &self.drvs, &mut |n| progress.update(n));
+        let result = load(&options, &mut |n| progress.update(n));
         progress.finish();
         result.map_err(load_error)
     }
