@@ -99,21 +99,12 @@ impl NodeHashes {
 ///
 /// Derivations are hashed level by level (a derivation's level is one more
 /// than its deepest input's), each level in parallel.
+///
+/// `drvmeta hash` loads and hashes in one pass instead
+/// ([`crate::one_pass::load_and_hash`]: each derivation parsed once); this is
+/// for walks that need the closure's bytes afterwards.
 #[must_use]
 pub fn hash_closure(closure: &Closure) -> Vec<NodeHashes> {
-    hash_levels(closure, false)
-}
-
-/// [`hash_closure`], releasing each derivation's bytes as soon as its level
-/// is hashed (dependents need only its hashes): peak memory stays near the
-/// size of the files read. [`crate::closure::DrvNode::derivation`] fails
-/// afterwards.
-#[must_use]
-pub fn hash_closure_releasing(closure: &Closure) -> Vec<NodeHashes> {
-    hash_levels(closure, true)
-}
-
-fn hash_levels(closure: &Closure, release: bool) -> Vec<NodeHashes> {
     let nodes = closure.nodes();
     let mut results: Vec<Option<NodeHashes>> = (0..nodes.len()).map(|_| None).collect();
     for level in closure.levels() {
@@ -123,9 +114,6 @@ fn hash_levels(closure: &Closure, release: bool) -> Vec<NodeHashes> {
             .with_min_len(16)
             .map(|&index| hash_node(closure, index, done))
             .collect();
-        if release {
-            closure.release_bytes_of(level.iter().copied());
-        }
         for (index, hashes) in level.into_iter().zip(computed) {
             results[index] = Some(hashes);
         }
