@@ -215,12 +215,7 @@ fn twin_closures_shallow_agree_with_nix() {
 
 #[test]
 fn twin_closures_mostly_opted_in_agree_with_nix() {
-    // Dense meta: most structured derivations opt in, many inputs each.
-    let options = Options {
-        count: 40,
-        opt_in_percent: 90,
-        max_deps: 5,
-    };
+    let options = Options::dense_meta();
     for seed in 1000..1000 + support::seed_count(8).div_ceil(2) {
         run_seed(seed, &options);
     }

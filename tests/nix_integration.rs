@@ -236,27 +236,10 @@ fn the_example_walkthrough() {
     );
 
     // 1. Build with the hook.
-    let hook = dir.path().join("hook.sh");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\nexec {} hook --records {records_arg}\n",
-            env!("CARGO_BIN_EXE_drvmeta")
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hook = support::write_hook_script(dir.path(), records_arg);
     let build = support::nix("nix-store")
-        .args([
-            "--realise",
-            &first,
-            "--option",
-            "sandbox",
-            "false",
-            "--option",
-            "extra-system-features",
-            "derivation-meta",
-        ])
+        .args(["--realise", &first])
+        .args(support::META_BUILD_OPTIONS)
         .arg("--option")
         .arg("post-build-hook")
         .arg(&hook)

@@ -184,11 +184,7 @@ fn rewrite_and_strip_agree_with_nix() {
 
 #[test]
 fn rewrite_and_strip_dense_meta_agree_with_nix() {
-    let options = Options {
-        count: 40,
-        opt_in_percent: 90,
-        max_deps: 5,
-    };
+    let options = Options::dense_meta();
     for seed in 3000..3000 + support::seed_count(8).div_ceil(2) {
         run_seed(seed, &options);
     }

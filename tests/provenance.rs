@@ -93,26 +93,12 @@ fn stderr(output: &Output) -> String {
 fn build_with_hook(dir: &Path, expr: &str, records: &Path, args: &[&str]) -> (Vec<String>, String) {
     let file = dir.join("kernel.nix");
     std::fs::write(&file, expr).unwrap();
-    let hook = dir.join("hook.sh");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\nexec {} hook --records {}\n",
-            env!("CARGO_BIN_EXE_drvmeta"),
-            records.display()
-        ),
-    )
-    .unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&hook).unwrap().permissions(),
-        0o755,
-    );
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hook = support::write_hook_script(dir, records.to_str().unwrap());
     let output = support::nix("nix-build")
         .arg(&file)
         .args(args)
-        .args(["--no-out-link", "--option", "sandbox", "false"])
-        .args(["--option", "extra-system-features", "derivation-meta"])
+        .arg("--no-out-link")
+        .args(support::META_BUILD_OPTIONS)
         .arg("--option")
         .arg("post-build-hook")
         .arg(&hook)
@@ -338,22 +324,10 @@ fn realise_twice_with_a_new_commit_builds_nothing_the_second_time() {
     let records = dir.path().join("records");
     let file = dir.path().join("kernel.nix");
     std::fs::write(&file, kernel_expr(&nonce())).unwrap();
-    let instantiate = |commit: &str| {
-        support::run(
-            support::nix("nix-instantiate")
-                .arg(&file)
-                .args(["--argstr", "kernelCommit", commit]),
-            "instantiate",
-        )
-        .lines()
-        .next()
-        .unwrap()
-        .split('!')
-        .next()
-        .unwrap()
-        .to_owned()
-    };
-    let (first, second) = (instantiate(&commit(2)), instantiate(&commit(3)));
+    let (first, second) = (
+        instantiate_kernel_file(&file, &commit(2)),
+        instantiate_kernel_file(&file, &commit(3)),
+    );
     assert_ne!(first, second, "the commit is in the derivation");
     let realise = |drv: &str| {
         Command::new(env!("CARGO_BIN_EXE_drvmeta"))
@@ -446,12 +420,15 @@ fn realise_twice_with_a_new_commit_builds_nothing_the_second_time() {
 fn instantiate_kernel(dir: &Path, kernel_commit: &str) -> String {
     let file = dir.join("kernel.nix");
     std::fs::write(&file, kernel_expr(&nonce())).unwrap();
+    instantiate_kernel_file(&file, kernel_commit)
+}
+
+/// Instantiate the kernel expression in `file` with `commit`; its drv path.
+fn instantiate_kernel_file(file: &Path, kernel_commit: &str) -> String {
     let drv = support::run(
-        support::nix("nix-instantiate").arg(&file).args([
-            "--argstr",
-            "kernelCommit",
-            kernel_commit,
-        ]),
+        support::nix("nix-instantiate")
+            .arg(file)
+            .args(["--argstr", "kernelCommit", kernel_commit]),
         "instantiate",
     );
     drv.lines()
@@ -467,16 +444,9 @@ fn instantiate_kernel(dir: &Path, kernel_commit: &str) -> String {
 fn built_kernel(dir: &Path) -> String {
     let drv = instantiate_kernel(dir, &commit(4));
     support::run(
-        support::nix("nix-store").args([
-            "--realise",
-            &drv,
-            "--option",
-            "sandbox",
-            "false",
-            "--option",
-            "extra-system-features",
-            "derivation-meta",
-        ]),
+        support::nix("nix-store")
+            .args(["--realise", &drv])
+            .args(support::META_BUILD_OPTIONS),
         "realise",
     );
     drv

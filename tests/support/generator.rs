@@ -91,6 +91,17 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Dense meta: most structured derivations opt in, many inputs each.
+    pub fn dense_meta() -> Self {
+        Self {
+            count: 40,
+            opt_in_percent: 90,
+            max_deps: 5,
+        }
+    }
+}
+
 /// A generated expression and what it holds.
 #[derive(Debug, Clone)]
 pub struct Generated {

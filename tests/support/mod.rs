@@ -26,6 +26,34 @@ pub fn nix(tool: &str) -> Command {
     command
 }
 
+/// Options that let a derivation-meta derivation build here: no sandbox
+/// (Nix 2.8 as root in CI) and the `derivation-meta` system feature.
+pub const META_BUILD_OPTIONS: [&str; 6] = [
+    "--option",
+    "sandbox",
+    "false",
+    "--option",
+    "extra-system-features",
+    "derivation-meta",
+];
+
+/// Write an executable `hook.sh` into `dir` that runs `drvmeta hook
+/// --records <records>` (for Nix's `post-build-hook`); returns its path.
+pub fn write_hook_script(dir: &Path, records: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let hook = dir.join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nexec {} hook --records {records}\n",
+            env!("CARGO_BIN_EXE_drvmeta")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    hook
+}
+
 /// Run a command, panicking with its stderr on failure; returns stdout.
 pub fn run(command: &mut Command, context: &str) -> String {
     let output = command
