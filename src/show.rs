@@ -10,7 +10,7 @@ use std::io::Write;
 use nix_derivation::{Derivation, StorePath};
 use serde_json::{Map, Value};
 
-use crate::closure::{Closure, DrvNode};
+use crate::closure::{Closure, DrvNode, LoadOptions};
 use crate::error::{Error, Result};
 use crate::meta;
 
@@ -56,7 +56,7 @@ fn sorted(closure: &Closure, positions: &[usize]) -> Vec<(String, usize)> {
 
 /// The document `{"derivations": {"<base>.drv": {…}}, "version": 4}` for the
 /// derivations at `positions`, as a value (fine for a few derivations; use
-/// [`write_document`] for closures).
+/// [`Shown`] for closures).
 ///
 /// # Errors
 /// As [`derivation_value`].
@@ -71,72 +71,98 @@ pub fn document(closure: &Closure, positions: &[usize]) -> Result<Value> {
     Ok(Value::Object(top))
 }
 
-/// Stream the same document as [`document`] to `writer`, compact or pretty
-/// (two-space indentation, like `serde_json`'s), rendering derivations in
-/// parallel batches so that memory stays bounded.
-///
-/// # Errors
-/// As [`derivation_value`]; [`Error::Write`] when `writer` fails.
-pub fn write_document(
-    closure: &Closure,
-    positions: &[usize],
-    pretty: bool,
-    writer: &mut impl Write,
-) -> Result<()> {
-    let keyed = sorted(closure, positions);
-    let mut document = DocumentWriter::new(pretty);
-    crate::batch::for_each_ordered(
-        &keyed,
-        |(base, position)| {
-            let node = &closure.nodes()[*position];
-            render_entry(base, &node.derivation()?, pretty).map_err(|source| Error::Json {
-                path: closure.render(&node.path),
-                source,
+/// The derivations a `show` prints, rendered while their closure was
+/// loaded (each `.drv` parsed once), sorted and ready to write.
+#[derive(Debug)]
+pub struct Shown {
+    arena: EntryArena,
+    /// Base name and compact JSON of each derivation, sorted by base name.
+    entries: Vec<(String, EntryRef)>,
+}
+
+impl Shown {
+    /// Load the closures of `roots` ([`Closure::load_mapped`]) and render
+    /// the roots, or with `recursive` every derivation of the closures, as
+    /// compact JSON kept in an [`EntryArena`].
+    ///
+    /// # Errors
+    /// As [`Closure::load`]; [`Error::Json`] for the first derivation (by
+    /// base name) that Nix's JSON cannot hold: nothing is shown then.
+    pub fn load(
+        options: &LoadOptions,
+        roots: &[String],
+        recursive: bool,
+        progress: impl FnMut(usize),
+    ) -> Result<Self> {
+        let mut arena = EntryArena::default();
+        let (closure, rendered) = Closure::load_mapped(
+            options,
+            roots,
+            progress,
+            |path, drv, is_root| {
+                (recursive || is_root).then(|| {
+                    derivation_json(drv)
+                        .map(|value| value.to_string())
+                        .map_err(|source| Error::Json {
+                            path: path.to_absolute_path_in(drv.store_dir()),
+                            source,
+                        })
+                })
+            },
+            |entry| entry.map(|entry| entry.map(|json| arena.push(&json))),
+        )?;
+        let positions: Vec<usize> = if recursive {
+            (0..closure.nodes().len()).collect()
+        } else {
+            closure.roots().to_vec()
+        };
+        let mut rendered = rendered;
+        let entries = sorted(&closure, &positions)
+            .into_iter()
+            .map(|(base, position)| {
+                let entry = rendered[position]
+                    .take()
+                    .expect("every derivation shown was rendered, and is shown once")?;
+                Ok((base, entry))
             })
-        },
-        |_, entry| document.entry(writer, &entry?),
-    )?;
-    document.finish(writer)
+            .collect::<Result<_>>()?;
+        Ok(Self { arena, entries })
+    }
+
+    /// Write the document `{"derivations": {…}, "version": 4}`, compact or
+    /// pretty (two-space indentation, like `serde_json`'s), re-indenting
+    /// entries in parallel batches.
+    ///
+    /// # Errors
+    /// [`Error::Write`] when `writer` fails.
+    pub fn write(&self, pretty: bool, writer: &mut impl Write) -> Result<()> {
+        let mut document = DocumentWriter::new(pretty);
+        crate::batch::for_each_ordered(
+            &self.entries,
+            |(base, entry)| entry_of_json(base, self.arena.get(*entry), pretty),
+            |_, text| document.entry(writer, &text),
+        )?;
+        document.finish(writer)
+    }
 }
 
 /// One entry of the document, `"<base name>":{…}` (pretty: indented to sit
-/// two levels deep), for [`DocumentWriter::entry`].
-///
-/// # Errors
-/// When Nix's JSON cannot hold the derivation (see [`derivation_json`]).
-pub fn render_entry(
-    base: &str,
-    drv: &Derivation,
-    pretty: bool,
-) -> std::result::Result<String, nix_derivation::Error> {
-    Ok(entry_of_value(base, &derivation_json(drv)?, pretty))
-}
-
-/// [`render_entry`] from the derivation's JSON as `serde_json` renders it
+/// two levels deep), from the derivation's JSON as `serde_json` renders it
 /// compactly (what [`EntryArena`] keeps: a third smaller than pretty).
 ///
 /// # Panics
 /// When `json` is not JSON.
 #[must_use]
 pub fn entry_of_json(base: &str, json: &str, pretty: bool) -> String {
-    if pretty {
-        let value: Value = serde_json::from_str(json).expect("kept JSON is JSON");
-        entry_of_value(base, &value, true)
-    } else {
-        let key = serde_json::to_string(base).expect("a string serialises");
-        format!("{key}:{json}")
-    }
-}
-
-fn entry_of_value(base: &str, value: &Value, pretty: bool) -> String {
     let key = serde_json::to_string(base).expect("a string serialises");
     if pretty {
-        let body = serde_json::to_string_pretty(value).expect("a value serialises");
+        let value: Value = serde_json::from_str(json).expect("kept JSON is JSON");
+        let body = serde_json::to_string_pretty(&value).expect("a value serialises");
         // JSON strings never hold a raw newline: indenting every line nests
         // the object two levels deeper.
         format!("\n    {key}: {}", body.replace('\n', "\n    "))
     } else {
-        format!("{key}:{value}")
+        format!("{key}:{json}")
     }
 }
 
@@ -157,7 +183,7 @@ impl DocumentWriter {
         }
     }
 
-    /// Write one entry made by [`render_entry`] (the document's opening
+    /// Write one entry made by [`entry_of_json`] (the document's opening
     /// before the first).
     ///
     /// # Errors

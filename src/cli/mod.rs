@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use drvmeta::closure::{Closure, LoadOptions};
 use drvmeta::hashing::NodeHashes;
-use nix_derivation::{Derivation, StoreDir, StorePath};
+use nix_derivation::StoreDir;
 
 mod diff;
 mod hash;
@@ -110,19 +110,6 @@ impl LoadArgs {
         })
     }
 
-    /// Load the closures of the arguments, keeping what `map` and `keep`
-    /// take from each derivation while it is parsed instead of the files'
-    /// bytes (see [`Closure::load_mapped`]), with progress on a terminal.
-    pub fn load_mapped<T: Send, U>(
-        &self,
-        map: impl Fn(&StorePath, &Derivation, bool) -> T + Sync,
-        keep: impl FnMut(T) -> U,
-    ) -> Result<(Closure, Vec<U>)> {
-        self.with_progress(|options, progress| {
-            Closure::load_mapped(options, &self.drvs, progress, map, keep)
-        })
-    }
-
     /// Load the closures of the arguments and hash them, reading and
     /// parsing each derivation once, with progress on a terminal.
     pub fn load_and_hash(&self) -> Result<(Closure, Vec<NodeHashes>)> {
@@ -131,6 +118,8 @@ impl LoadArgs {
         })
     }
 
+    /// Run `load` with the load options and progress on a terminal; bad
+    /// arguments become usage errors.
     fn with_progress<T>(
         &self,
         load: impl FnOnce(&LoadOptions, &mut (dyn FnMut(usize) + Send)) -> drvmeta::Result<T>,
