@@ -239,16 +239,35 @@ pub fn parse_drv(
     Ok(drv)
 }
 
-fn load_one(store_dir: &StoreDir, path: StorePath, file: PathBuf) -> Result<Loaded> {
-    let bytes = std::fs::read(&file).map_err(|source| Error::Read {
-        file: file.clone(),
-        source,
-    })?;
-    check_one(store_dir, path, file, bytes).map(|(loaded, _)| loaded)
+/// Read derivation `path` from `file`, parse and check it. `needed_by`
+/// names the derivation that lists it as an input (`None` for an argument):
+/// a file that does not exist is then [`Error::MissingInput`].
+pub(crate) fn load_one(
+    store_dir: &StoreDir,
+    path: StorePath,
+    file: PathBuf,
+    needed_by: Option<&dyn Fn() -> String>,
+) -> Result<(Loaded, Derivation)> {
+    let bytes = match std::fs::read(&file) {
+        Ok(bytes) => bytes,
+        Err(source) => {
+            return Err(match needed_by {
+                Some(needed_by) if source.kind() == std::io::ErrorKind::NotFound => {
+                    Error::MissingInput {
+                        missing: path.to_absolute_path_in(store_dir),
+                        needed_by: needed_by(),
+                        looked_at: file,
+                    }
+                }
+                _ => Error::Read { file, source },
+            });
+        }
+    };
+    check_one(store_dir, path, file, bytes)
 }
 
 /// Parse and check a derivation's bytes, read from `file`.
-pub(crate) fn check_one(
+fn check_one(
     store_dir: &StoreDir,
     path: StorePath,
     file: PathBuf,
@@ -279,7 +298,7 @@ pub(crate) fn check_one(
 /// As [`Closure::load`], for this one file.
 pub fn read_one(options: &LoadOptions, arg: &str) -> Result<DrvNode> {
     let (path, file) = options.resolve_arg(arg)?;
-    let loaded = load_one(&options.store_dir, path, file)?;
+    let (loaded, _) = load_one(&options.store_dir, path, file, None)?;
     Ok(DrvNode {
         path: loaded.path,
         file: loaded.file,
@@ -364,22 +383,13 @@ impl Closure {
             let results: Vec<Result<(Loaded, T)>> = wave
                 .into_par_iter()
                 .map(|(path, file, needed_by)| {
-                    let exists = needed_by.is_none() || file.exists();
-                    if !exists {
-                        return Err(Error::MissingInput {
-                            missing: path.to_absolute_path_in(&options.store_dir),
-                            needed_by: needed_by.map_or_else(String::new, |i| {
-                                loaded[i].path.to_absolute_path_in(&options.store_dir)
-                            }),
-                            looked_at: file,
-                        });
-                    }
-                    let bytes = std::fs::read(&file).map_err(|source| Error::Read {
-                        file: file.clone(),
-                        source,
-                    })?;
-                    let (mut node, drv) = check_one(&options.store_dir, path, file, bytes)?;
-                    let value = map(&node.path, &drv, needed_by.is_none());
+                    let dependent = needed_by.map(|i| {
+                        let done = &loaded;
+                        move || done[i].path.to_absolute_path_in(&options.store_dir)
+                    });
+                    let name = dependent.as_ref().map(|f| f as &dyn Fn() -> String);
+                    let (mut node, drv) = load_one(&options.store_dir, path, file, name)?;
+                    let value = map(&node.path, &drv, dependent.is_none());
                     if !keep_bytes {
                         node.bytes = Box::default();
                     }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use nix_derivation::{Derivation, StorePath};
 
-use crate::closure::{Closure, LoadOptions, Loaded, check_one};
+use crate::closure::{Closure, LoadOptions, Loaded, load_one};
 use crate::error::{Error, Result};
 use crate::hashing::{NodeHashes, hash_derivation};
 
@@ -142,21 +142,15 @@ impl<'p> Walk<'_, 'p> {
             (state.slots[slot].path.clone(), state.slots[slot].needed_by)
         };
         let file = file.unwrap_or_else(|| self.options.locate(&path));
-        let result = match std::fs::read(&file) {
-            Ok(bytes) => check_one(&self.options.store_dir, path, file, bytes),
-            Err(source) if needed_by.is_some() && source.kind() == std::io::ErrorKind::NotFound => {
-                let state = self.lock();
-                let store_dir = &self.options.store_dir;
-                Err(Error::MissingInput {
-                    missing: path.to_absolute_path_in(store_dir),
-                    needed_by: needed_by.map_or_else(String::new, |i| {
-                        state.slots[i].path.to_absolute_path_in(store_dir)
-                    }),
-                    looked_at: file,
-                })
+        let dependent = needed_by.map(|i| {
+            move || {
+                self.lock().slots[i]
+                    .path
+                    .to_absolute_path_in(&self.options.store_dir)
             }
-            Err(source) => Err(Error::Read { file, source }),
-        };
+        });
+        let name = dependent.as_ref().map(|f| f as &dyn Fn() -> String);
+        let result = load_one(&self.options.store_dir, path, file, name);
         let mut state = self.lock();
         let (mut loaded, drv) = match result {
             Ok(done) => done,
