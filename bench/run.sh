@@ -7,12 +7,10 @@
 #   - drvmeta sbom in both formats,
 #   - drvmeta rewrite/strip --json (the whole computation, no files written),
 #   - drvmeta strip --out DIR into a fresh DIR, and cp of every .drv into a
-#     fresh DIR (the cost of creating 20,000 files on this filesystem),
-#   - bench/crate_floor.rs: the least work `hash` asks of nix-derivation, on
-#     one core (a lower bound for any implementation on the crate).
+#     fresh DIR (the cost of creating 20,000 files on this filesystem).
 # Each command runs RUNS times (default 7) after one warm-up; the table gives
-# the median wall time and the largest peak RSS. Output: a Markdown table on
-# stdout and in bench/out/results.md.
+# the median wall time, the median CPU time (user + system) and the largest
+# peak RSS. Output: a Markdown table on stdout and in bench/out/results.md.
 #
 #   bench/run.sh [RUNS]          (LAYERS=100 WIDTH=200 by default)
 set -euo pipefail
@@ -39,22 +37,21 @@ count=$(wc -l < "$out/closure.txt")
 bytes=$(xargs -a "$out/closure.txt" stat -c %s | awk '{s += $1} END {print s}')
 
 # time_cmd NAME COMMAND...: RUNS timed runs after a warm-up; prints
-# "NAME median_seconds max_rss_kb".
+# "NAME median_wall_seconds median_cpu_seconds max_rss_kb".
 time_cmd() {
   local name=$1; shift
   "$@" > /dev/null 2>&1
-  local times=() rss=0
+  local walls=() cpus=() rss=0
   for _ in $(seq "$runs"); do
-    local line
-    /usr/bin/time -o "$out/time.txt" -f '%e %M' "$@" > /dev/null 2>&1
-    line=$(tail -1 "$out/time.txt")
-    times+=("${line% *}")
-    local r=${line#* }
+    local wall user sys r
+    /usr/bin/time -o "$out/time.txt" -f '%e %U %S %M' "$@" > /dev/null 2>&1
+    read -r wall user sys r < <(tail -1 "$out/time.txt")
+    walls+=("$wall")
+    cpus+=("$(awk -v u="$user" -v s="$sys" 'BEGIN {print u + s}')")
     (( r > rss )) && rss=$r
   done
-  local median
-  median=$(printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "$name $median $rss"
+  median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  echo "$name $(median "${walls[@]}") $(median "${cpus[@]}") $rss"
 }
 
 read_floor() { xargs -a "$out/closure.txt" cat > /dev/null; }
@@ -76,20 +73,18 @@ results=$(
   time_cmd "cp every .drv into a fresh DIR" bash -c 'copy_floor'
 )
 
-nix_time=$(awk '/^nix show-derivation/ {print $(NF-1)}' <<< "$results")
-read_time=$(awk '/^read every/ {print $(NF-1)}' <<< "$results")
+nix_wall=$(awk '/^nix show-derivation/ {print $(NF-2)}' <<< "$results")
+nix_cpu=$(awk '/^nix show-derivation/ {print $(NF-1)}' <<< "$results")
+read_wall=$(awk '/^read every/ {print $(NF-2)}' <<< "$results")
 {
   echo "Closure: $count derivations, $bytes bytes of .drv; $(nproc) cores; $runs runs; $(nix --version)"
   echo
-  echo "| command | median wall (s) | × nix | × read floor | peak RSS (MB) | RSS / closure bytes |"
-  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| command | median wall (s) | × nix wall | × read floor | median CPU (s) | × nix CPU | peak RSS (MB) | RSS / closure bytes |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   while read -r line; do
-    rss=${line##* }; rest=${line% *}; t=${rest##* }; name=${rest% *}
-    awk -v n="$name" -v t="$t" -v nt="$nix_time" -v rt="$read_time" -v r="$rss" -v b="$bytes" \
-      'BEGIN {printf "| %s | %.3f | %.2f | %.2f | %.1f | %.2f |\n", n, t, t/nt, t/rt, r/1024, r*1024/b}'
+    set -- $line
+    rss=${!#}; cpu=${@: -2:1}; wall=${@: -3:1}; name=${line% * * *}
+    awk -v n="$name" -v t="$wall" -v c="$cpu" -v nt="$nix_wall" -v nc="$nix_cpu" -v rt="$read_wall" -v r="$rss" -v b="$bytes" \
+      'BEGIN {printf "| %s | %.3f | %.2f | %.2f | %.3f | %.2f | %.1f | %.2f |\n", n, t, t/nt, t/rt, c, c/nc, r/1024, r*1024/b}'
   done <<< "$results"
 } | tee "$out/results.md"
-{
-  echo
-  cargo bench --quiet --bench crate_floor -- "$out/closure.txt"
-} | tee -a "$out/results.md"

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use nix_derivation::{Derivation, StoreDir, StorePath};
+use crate::derivation::{Derivation, StoreDir, StorePath};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -191,52 +191,35 @@ pub(crate) struct Loaded {
     pub(crate) path_matches: bool,
 }
 
-/// Parse a derivation's bytes, rejecting what Nix's parser rejects.
-///
-/// Beyond `nix-derivation`'s syntax checks, a fixed output must record the
-/// path its content address gives (Nix checks this while parsing; the crate
-/// recomputes the path and would otherwise silently correct it).
+/// Parse a derivation's bytes with the derivation core, rejecting what
+/// Nix's parser rejects (a fixed output whose path is not its content
+/// address included).
 ///
 /// # Errors
-/// [`Error::Parse`] or [`Error::Invalid`], naming `file` and the byte offset.
+/// [`Error::Parse`], naming `file` and the byte offset.
 pub fn parse_drv(
     bytes: &[u8],
     name: &str,
     store_dir: &StoreDir,
     file: &Path,
 ) -> Result<Derivation> {
-    let drv =
-        Derivation::from_aterm_bytes_in(bytes, name, store_dir.clone()).map_err(|source| {
-            Error::Parse {
-                file: file.to_owned(),
-                source,
-            }
-        })?;
-    if let Some(nix_derivation::Output::Fixed { .. }) = drv.outputs().get("out") {
-        let expected = drv
-            .resolved_outputs()
-            .ok()
-            .and_then(|mut outputs| outputs.remove("out")?.path)
-            .map(|path| path.to_absolute_path_in(store_dir))
-            .unwrap_or_default();
-        // A fixed-output derivation has exactly one output: `[("out","<path>",…`.
-        const PREFIX: &[u8] = b"[(\"out\",\"";
-        if let Some(start) = memchr::memmem::find(bytes, PREFIX).map(|i| i + PREFIX.len()) {
-            let end = memchr::memchr(b'"', &bytes[start..]).map_or(bytes.len(), |e| start + e);
-            let recorded = &bytes[start..end];
-            if recorded != expected.as_bytes() {
-                return Err(Error::Invalid {
-                    file: file.to_owned(),
-                    offset: start,
-                    message: format!(
-                        "fixed output \"out\" records path {:?}, but its content address gives {expected:?}",
-                        String::from_utf8_lossy(recorded)
-                    ),
-                });
-            }
-        }
-    }
-    Ok(drv)
+    parse_owned(bytes.to_vec(), name, store_dir, file)
+}
+
+/// [`parse_drv`] of bytes the caller gives up.
+///
+/// # Errors
+/// As [`parse_drv`].
+pub fn parse_owned(
+    bytes: Vec<u8>,
+    name: &str,
+    store_dir: &StoreDir,
+    file: &Path,
+) -> Result<Derivation> {
+    Derivation::parse(bytes, name, store_dir).map_err(|source| Error::Parse {
+        file: file.to_owned(),
+        source,
+    })
 }
 
 /// Read derivation `path` from `file`, parse and check it. `needed_by`
@@ -273,19 +256,17 @@ fn check_one(
     file: PathBuf,
     bytes: Vec<u8>,
 ) -> Result<(Loaded, Derivation)> {
-    let drv = parse_drv(&bytes, drv_name(&path), store_dir, &file)?;
-    let path_matches = store_dir
-        .build_text_path(
-            path.name(),
-            &bytes,
-            drv.input_derivations().keys().chain(drv.input_sources()),
-        )
-        .is_ok_and(|computed| computed == path);
-    let input_paths = drv.input_derivations().keys().cloned().collect();
+    let drv = parse_owned(bytes, drv_name(&path), store_dir, &file)?;
+    let path_matches = drv.bytes_match_path(&path);
+    let input_paths = drv
+        .input_derivations()
+        .iter()
+        .map(|input| input.path.clone())
+        .collect();
     let loaded = Loaded {
         path,
         file,
-        bytes: bytes.into_boxed_slice(),
+        bytes: drv.bytes().into(),
         input_paths,
         path_matches,
     };

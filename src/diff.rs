@@ -12,13 +12,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use nix_derivation::{Derivation, StorePath};
+use crate::derivation::{Derivation, StorePath};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::closure::{Closure, drv_name};
+use crate::derivation::meta;
 use crate::error::{Error, Result};
-use crate::meta;
 use crate::rewrite::{Mode, Rewritten, rewrite_closure};
 
 /// The verdict on two derivations.
@@ -162,6 +162,10 @@ fn env_value(bytes: &[u8]) -> Value {
     Value::String(String::from_utf8_lossy(bytes).into_owned())
 }
 
+fn args(drv: &Derivation) -> Value {
+    Value::Array(drv.arguments().map(|arg| env_value(&arg)).collect())
+}
+
 fn list(items: impl IntoIterator<Item = String>) -> Value {
     Value::Array(items.into_iter().map(Value::String).collect())
 }
@@ -188,12 +192,11 @@ impl Walk<'_> {
             new: self.closure.render(&nodes[new].path),
         };
         let (old_drv, new_drv) = (nodes[old].derivation()?, nodes[new].derivation()?);
-        let empty = Map::new();
         self.keyed(
             &pair,
             "meta",
-            meta::meta_object(&old_drv).unwrap_or(&empty),
-            meta::meta_object(&new_drv).unwrap_or(&empty),
+            &meta::meta_object(&old_drv).unwrap_or_default(),
+            &meta::meta_object(&new_drv).unwrap_or_default(),
         );
         if self.stripped[old].path != self.stripped[new].path {
             let (a, b) = (self.stripped_drv(old)?, self.stripped_drv(new)?);
@@ -287,7 +290,7 @@ impl Walk<'_> {
         let store = self.closure.store_dir();
         let outputs = |drv: &Derivation| -> Value {
             Value::Object(
-                crate::hashing::recorded_outputs(store, drv)
+                crate::hashing::recorded_outputs(drv)
                     .into_iter()
                     .map(|(name, path)| {
                         (
@@ -305,44 +308,48 @@ impl Walk<'_> {
             pair,
             "system",
             None,
-            old.system().into(),
-            new.system().into(),
+            env_value(&old.system()),
+            env_value(&new.system()),
         );
         self.push(
             pair,
             "builder",
             None,
-            old.builder().into(),
-            new.builder().into(),
+            env_value(&old.builder()),
+            env_value(&new.builder()),
         );
-        self.push(
-            pair,
-            "args",
-            None,
-            list(old.arguments().iter().cloned()),
-            list(new.arguments().iter().cloned()),
-        );
-        for key in old
-            .environment()
+        self.push(pair, "args", None, args(old), args(new));
+        let env = |drv: &Derivation| -> BTreeMap<String, Value> {
+            drv.environment()
+                .filter(|(key, _)| **key != *meta::JSON_KEY)
+                .map(|(key, value)| {
+                    (
+                        String::from_utf8_lossy(&key).into_owned(),
+                        env_value(&value),
+                    )
+                })
+                .collect()
+        };
+        let (old_env, new_env) = (env(old), env(new));
+        for key in old_env
             .keys()
-            .chain(new.environment().keys())
+            .chain(new_env.keys())
             .collect::<BTreeSet<_>>()
         {
-            let value = |drv: &Derivation| {
-                drv.environment()
-                    .get(key)
-                    .map_or(Value::Null, |v| env_value(v))
-            };
-            self.push(pair, "env", Some(key.clone()), value(old), value(new));
+            let value =
+                |env: &BTreeMap<String, Value>| env.get(key).cloned().unwrap_or(Value::Null);
+            self.push(
+                pair,
+                "env",
+                Some(key.clone()),
+                value(&old_env),
+                value(&new_env),
+            );
         }
+        // Structured attributes are compared as values, for display only.
         let attrs = |drv: &Derivation| -> Map<String, Value> {
             drv.structured_attrs()
-                .map(|attrs| {
-                    attrs
-                        .iter()
-                        .map(|(k, v)| (k.to_owned(), v.clone()))
-                        .collect()
-                })
+                .and_then(|json| serde_json::from_slice(&json).ok())
                 .unwrap_or_default()
         };
         let (a, b) = (attrs(old), attrs(new));

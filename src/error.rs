@@ -25,7 +25,7 @@ pub enum Error {
         /// The file that failed.
         file: PathBuf,
         /// The parser's error, with the byte offset where it stopped.
-        source: nix_derivation::Error,
+        source: crate::derivation::ParseError,
     },
     /// A `.drv` file parses but breaks a rule Nix's parser enforces.
     #[error("{}: invalid derivation at byte {offset}: {message}", file.display())]
@@ -105,12 +105,12 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A derivation could not be converted to Nix's JSON form.
-    #[error("{path}: cannot render as derivation JSON: {source}")]
+    #[error("{path}: cannot render as derivation JSON: {message}")]
     Json {
         /// The derivation.
         path: String,
-        /// The reason given by `nix-derivation`.
-        source: nix_derivation::Error,
+        /// Why.
+        message: String,
     },
 }
 

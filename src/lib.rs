@@ -4,13 +4,29 @@
 //! (a license, the kernel commit a build came from) causes rebuilds. *Hash
 //! modulo meta* (NixOS/nix PR #16285) keeps metadata in structured attrs as
 //! `__meta` and hashes derivations with it stripped. This crate brings that
-//! to today's Nix: it reads `.drv` files, tells which derivations are opted
-//! in ([`meta`]), computes the classic and the meta-stripped hashes and output
-//! paths side by side ([`hashing`]), and renders derivations as Nix's JSON
-//! ([`show`]). ATerm parsing, hashing and store paths are done by the
-//! `nix-derivation` crate.
+//! to today's Nix: it reads `.drv` files byte-exactly as any Nix version
+//! wrote them ([`derivation`]: ATerm, store paths, hash modulo streamed
+//! into SHA-256, `__meta` stripped by editing the `__json` text), tells which
+//! derivations are opted in ([`derivation::meta`]), computes the classic and
+//! the meta-stripped hashes and output paths side by side over closures
+//! ([`hashing`]), and renders derivations as Nix's JSON ([`show`]).
 //!
 //! # Example
+//!
+//! One derivation, parsed and printed back byte for byte:
+//!
+//! ```
+//! use drvmeta::derivation::{Derivation, StoreDir};
+//!
+//! let bytes = br#"Derive([("out","","r:sha256","")],[],[],"x86_64-linux","/bin/sh",[],[("__json","{\"x\":1e+06}"),("out","")])"#;
+//! let drv = Derivation::parse(bytes.to_vec(), "f", &StoreDir::default())?;
+//! assert_eq!(drv.to_aterm_bytes(), bytes);
+//! // Nix 2.8's float form is kept as written.
+//! assert_eq!(drv.structured_attrs().unwrap().as_ref(), br#"{"x":1e+06}"#);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A closure:
 //!
 //! ```
 //! use drvmeta::closure::{Closure, LoadOptions};
@@ -36,12 +52,13 @@
 
 pub mod batch;
 pub mod closure;
+pub mod derivation;
 pub mod diff;
 pub mod error;
 pub mod export;
 pub mod hashing;
 pub mod import;
-pub mod meta;
+
 pub mod nix_store;
 pub mod one_pass;
 pub mod out_dir;

@@ -106,8 +106,8 @@ pub fn nar_hashes(paths: &[String]) -> Result<Vec<String>> {
             let base32 = hash
                 .strip_prefix("sha256:")
                 .ok_or_else(|| Error::Store(format!("unexpected NAR hash {hash:?}")))?;
-            let digest = nix_derivation::nixbase32::decode(base32.as_bytes())
-                .map_err(|e| Error::Store(format!("unexpected NAR hash {hash:?}: {e}")))?;
+            let digest = crate::derivation::nixbase32::decode::<32>(base32.as_bytes())
+                .ok_or_else(|| Error::Store(format!("unexpected NAR hash {hash:?}")))?;
             Ok(crate::provenance::nar::hex(&digest))
         })
         .collect()

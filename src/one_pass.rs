@@ -20,11 +20,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use nix_derivation::{Derivation, StorePath};
+use crate::derivation::{Derivation, StorePath};
 
 use crate::closure::{Closure, LoadOptions, Loaded, load_one};
 use crate::error::{Error, Result};
-use crate::hashing::{NodeHashes, hash_derivation};
+use crate::hashing::{NodeHashes, hash_derivation_both};
 
 /// How often (in derivations read) `progress` is called.
 const PROGRESS_EVERY: usize = 256;
@@ -221,7 +221,7 @@ impl<'p> Walk<'_, 'p> {
             (drv, inputs)
         };
         // `inputs` follows the derivation's sorted input derivations.
-        let hashes = hash_derivation(Ok(*drv), &self.options.store_dir, |path| {
+        let hashes = hash_derivation_both(Ok(*drv), |path| {
             inputs
                 .binary_search_by(|(candidate, _)| candidate.cmp(path))
                 .ok()

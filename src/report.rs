@@ -79,7 +79,7 @@ fn render_hashes(
     match hashes {
         Ok(hashes) => HashesReport {
             output_hash: hashes.output_hash.map(|h| hex(h.as_ref())),
-            input_hash: hashes.input_hash_value().map(|h| hex(h.as_ref())),
+            input_hash: hashes.input_hash.value().map(|h| hex(h)),
             outputs: hashes
                 .outputs
                 .iter()

@@ -11,13 +11,13 @@
 //! give every output the same path, so nothing a strip imports rebuilds for a
 //! meta-only change.
 
-use nix_derivation::{Derivation, InputDerivationHash, StorePath, store_path};
 use rayon::prelude::*;
 
-use crate::closure::{Closure, drv_name, parse_drv};
+use crate::closure::{Closure, drv_name, parse_owned};
+use crate::derivation::meta;
+use crate::derivation::{Derivation, InputHash, StorePath, downstream_placeholder};
 use crate::error::{Error, Result};
-use crate::hashing::{OutputPaths, hashes_of, meta_normal_form, recorded_outputs};
-use crate::meta;
+use crate::hashing::{OutputPaths, meta_normal_form, recorded_outputs};
 use crate::substitute::Substitutions;
 
 /// What to make of the closure.
@@ -45,7 +45,7 @@ pub struct Rewritten {
     /// Whether it is opted in to hash modulo meta.
     pub opted_in: bool,
     /// Its hash modulo meta in input form (what dependents see).
-    input_hash: InputDerivationHash,
+    input_hash: InputHash,
     /// The output paths the original derivation recorded (what dependents
     /// embed today).
     recorded: OutputPaths,
@@ -103,13 +103,10 @@ fn record_changes(
         if let (Some(old), Some(new)) = (old, new) {
             subs.hash(&hash_part(old), &hash_part(new));
         }
-        let placeholder = |path: &StorePath| {
-            store_path::downstream_placeholder(path, [name]).map_err(|error| Error::Rewrite {
-                path: closure.render(&node.path),
-                message: error.to_string(),
-            })
-        };
-        subs.placeholder(&placeholder(&node.path)?, &placeholder(&result.path)?);
+        subs.placeholder(
+            &downstream_placeholder(&node.path, name),
+            &downstream_placeholder(&result.path, name),
+        );
     }
     Ok(())
 }
@@ -128,9 +125,8 @@ fn rewrite_one(
         message,
     };
     let drv = node.with_bytes(|original| {
-        let substituted = subs.apply(original);
-        let bytes = substituted.as_deref().unwrap_or(original);
-        parse_drv(bytes, drv_name(&node.path), store_dir, &node.file)
+        let bytes = subs.apply(original).unwrap_or_else(|| original.to_vec());
+        parse_owned(bytes, drv_name(&node.path), store_dir, &node.file)
     })?;
 
     // Input hashes modulo meta, by the inputs' new paths.
@@ -142,17 +138,15 @@ fn rewrite_one(
             (&input.path, input)
         })
         .collect();
-    let resolve = |path: &StorePath| -> std::result::Result<InputDerivationHash, String> {
+    let resolve = |path: &StorePath| -> Option<InputHash> {
         inputs
             .iter()
             .find(|(candidate, _)| *candidate == path)
             .map(|(_, input)| input.input_hash)
-            .ok_or_else(|| format!("input {} is not in the closure", closure.render(path)))
     };
     // Substitution never touches the derivation's own output paths.
-    let recorded = recorded_outputs(store_dir, &drv);
-    let normal = meta_normal_form(&drv, resolve).map_err(fail)?;
-    let hashes = hashes_of(store_dir, &normal, resolve).map_err(fail)?;
+    let recorded = recorded_outputs(&drv);
+    let (normal, hashes) = meta_normal_form(&drv, resolve).map_err(fail)?;
     let opted_in = meta::inspect(&drv).opt_in;
 
     let result: Derivation = match mode {
@@ -167,21 +161,15 @@ fn rewrite_one(
                     own.hash(&old.to_basename()[..32], &new.to_basename()[..32]);
                 }
             }
-            let printed = drv.to_aterm_bytes();
-            match own.apply(&printed) {
-                Some(bytes) => parse_drv(&bytes, drv.name(), store_dir, &node.file)?,
+            match own.apply(&drv.to_aterm_bytes()) {
+                Some(bytes) => parse_owned(bytes, drv.name(), store_dir, &node.file)?,
                 None => drv,
             }
         }
     };
     let bytes = result.to_aterm_bytes();
     let path = result.drv_path().map_err(|error| fail(error.to_string()))?;
-    let references = result
-        .input_derivations()
-        .keys()
-        .chain(result.input_sources())
-        .cloned()
-        .collect();
+    let references = result.references().cloned().collect();
     Ok(Rewritten {
         changed: path != node.path,
         path,

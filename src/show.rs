@@ -7,46 +7,188 @@
 
 use std::io::Write;
 
-use nix_derivation::{Derivation, StorePath};
+use crate::derivation::{Derivation, StorePath};
 use serde_json::{Map, Value};
 
 use crate::closure::{Closure, DrvNode, LoadOptions};
+use crate::derivation::meta;
 use crate::error::{Error, Result};
-use crate::meta;
 
 /// The JSON version this module writes.
 pub const VERSION: u64 = 4;
 
-/// One derivation as Nix's JSON object plus `"meta"`.
+/// One derivation as Nix's JSON object plus `"meta"`, as a value (for a
+/// few derivations and tests; [`derivation_json`] is what `show` prints).
 ///
 /// # Errors
 /// [`Error::Json`] when the derivation cannot be represented (an environment
 /// value that is not UTF-8, which Nix's JSON cannot hold either).
 pub fn derivation_value(closure: &Closure, node: &DrvNode) -> Result<Value> {
-    derivation_json(&node.derivation()?).map_err(|source| Error::Json {
+    let json = derivation_json(&node.derivation()?).map_err(|message| Error::Json {
         path: closure.render(&node.path),
-        source,
-    })
+        message,
+    })?;
+    Ok(serde_json::from_str(&json).expect("derivation_json writes JSON"))
 }
 
-/// [`derivation_value`] for a derivation outside any closure.
+const STRUCTURED_ATTRS: &str = "\u{0}drvmeta:structuredAttrs\u{0}";
+const META: &str = "\u{0}drvmeta:meta\u{0}";
+
+fn text(bytes: &[u8], what: &str) -> std::result::Result<String, String> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| format!("{what} is not UTF-8, which Nix's derivation JSON cannot hold"))
+}
+
+fn output_json(output: &crate::derivation::Output<'_>) -> Value {
+    use crate::derivation::OutputKind;
+    use crate::derivation::hash::split_method_algo;
+    let mut object = Map::new();
+    let method_algo = || {
+        let (method, algo) =
+            split_method_algo(output.hash_algo).expect("the parser checked the algorithm");
+        (method.as_str(), algo)
+    };
+    match output.kind {
+        OutputKind::InputAddressed(path) => {
+            object.insert("path".to_owned(), Value::from(path.to_basename()));
+        }
+        OutputKind::Deferred => {}
+        OutputKind::Fixed(_) => {
+            use base64::Engine as _;
+            let (method, algo) = method_algo();
+            let digest = crate::derivation::hash::decode_hex(output.hash)
+                .expect("the parser checked the hash");
+            let sri = format!(
+                "{algo}-{}",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            );
+            object.insert("hash".to_owned(), Value::from(sri));
+            object.insert("method".to_owned(), Value::from(method));
+        }
+        OutputKind::Floating | OutputKind::Impure => {
+            let (method, algo) = method_algo();
+            object.insert("hashAlgo".to_owned(), Value::from(algo));
+            if matches!(output.kind, OutputKind::Impure) {
+                object.insert("impure".to_owned(), Value::Bool(true));
+            }
+            object.insert("method".to_owned(), Value::from(method));
+        }
+    }
+    Value::Object(object)
+}
+
+fn node_json(node: &crate::derivation::InputNode) -> Value {
+    let mut object = Map::new();
+    let dynamic: Map<String, Value> = node
+        .dynamic
+        .iter()
+        .map(|(name, child)| (name.clone(), node_json(child)))
+        .collect();
+    object.insert("dynamicOutputs".to_owned(), Value::Object(dynamic));
+    object.insert(
+        "outputs".to_owned(),
+        Value::Array(node.outputs.iter().cloned().map(Value::from).collect()),
+    );
+    Value::Object(object)
+}
+
+/// One derivation as compact JSON: Nix's derivation JSON (format version
+/// 4) with PR #16285's `"meta"` (the meta object when opted in, `null`
+/// otherwise). `structuredAttrs` (stripped when opted in) and `meta` are
+/// the `__json` text as the writing Nix left it, never re-serialised.
 ///
 /// # Errors
-/// As `nix_derivation::json::to_value`.
-pub fn derivation_json(drv: &Derivation) -> std::result::Result<Value, nix_derivation::Error> {
-    let mut value = nix_derivation::json::to_value(drv)?;
-    let object = value
-        .as_object_mut()
-        .expect("nix-derivation renders a derivation as a JSON object");
-    let meta = match meta::stripped_attrs_object(drv) {
-        Some(stripped) => {
-            object.insert("structuredAttrs".to_owned(), Value::Object(stripped));
-            meta::meta_object(drv).map(|m| Value::Object(m.clone()))
+/// A message when a string is not UTF-8 or `__json` is not a JSON object.
+pub fn derivation_json(drv: &Derivation) -> std::result::Result<String, String> {
+    let mut top = Map::new();
+    let args: Vec<Value> = drv
+        .arguments()
+        .map(|arg| text(&arg, "an argument").map(Value::from))
+        .collect::<std::result::Result<_, _>>()?;
+    top.insert("args".to_owned(), Value::Array(args));
+    top.insert(
+        "builder".to_owned(),
+        Value::from(text(&drv.builder(), "the builder")?),
+    );
+    let mut env = Map::new();
+    for (key, value) in drv.environment() {
+        if *key == *meta::JSON_KEY {
+            continue;
         }
-        None => None,
+        let key = text(&key, "an environment variable name")?;
+        let value = text(&value, &format!("environment variable {key:?}"))?;
+        env.insert(key, Value::from(value));
+    }
+    top.insert("env".to_owned(), Value::Object(env));
+    let drvs: Map<String, Value> = drv
+        .input_derivations()
+        .iter()
+        .map(|input| (input.path.to_basename(), node_json(&input.node)))
+        .collect();
+    let srcs: Vec<Value> = drv
+        .input_sources()
+        .iter()
+        .map(|src| Value::from(src.to_basename()))
+        .collect();
+    let mut inputs = Map::new();
+    inputs.insert("drvs".to_owned(), Value::Object(drvs));
+    inputs.insert("srcs".to_owned(), Value::Array(srcs));
+    top.insert("inputs".to_owned(), Value::Object(inputs));
+    top.insert("name".to_owned(), Value::from(drv.name()));
+    let outputs: Map<String, Value> = drv
+        .outputs()
+        .map(|o| (o.name.to_owned(), output_json(&o)))
+        .collect();
+    top.insert("outputs".to_owned(), Value::Object(outputs));
+    top.insert(
+        "system".to_owned(),
+        Value::from(text(&drv.system(), "the system")?),
+    );
+    top.insert("version".to_owned(), Value::from(VERSION));
+
+    // Raw parts, spliced in after serialisation.
+    let attrs = match meta::stripped_json(drv) {
+        Some(stripped) => Some(stripped),
+        None => drv.structured_attrs().map(std::borrow::Cow::into_owned),
     };
-    object.insert("meta".to_owned(), meta.unwrap_or(Value::Null));
-    Ok(value)
+    let meta_text = meta::meta_text(drv);
+    if let Some(attrs) = &attrs {
+        check_object(attrs, "__json")?;
+        top.insert("structuredAttrs".to_owned(), Value::from(STRUCTURED_ATTRS));
+    }
+    top.insert("meta".to_owned(), Value::from(META));
+    let mut json = Value::Object(top).to_string();
+    splice_raw(&mut json, STRUCTURED_ATTRS, attrs.as_deref())?;
+    splice_raw(
+        &mut json,
+        META,
+        Some(meta_text.as_deref().unwrap_or(b"null")),
+    )?;
+    Ok(json)
+}
+
+fn check_object(json: &[u8], what: &str) -> std::result::Result<(), String> {
+    let value: serde::de::IgnoredAny =
+        serde_json::from_slice(json).map_err(|error| format!("{what} is not JSON: {error}"))?;
+    let _ = value;
+    if json.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(format!("{what} is not a JSON object"));
+    }
+    Ok(())
+}
+
+fn splice_raw(
+    json: &mut String,
+    placeholder: &str,
+    raw: Option<&[u8]>,
+) -> std::result::Result<(), String> {
+    let Some(raw) = raw else { return Ok(()) };
+    let quoted = serde_json::to_string(placeholder).expect("a string serialises");
+    let raw = std::str::from_utf8(raw).map_err(|_| "__json is not UTF-8".to_owned())?;
+    if let Some(at) = json.find(&quoted) {
+        json.replace_range(at..at + quoted.len(), raw);
+    }
+    Ok(())
 }
 
 /// Positions sorted by base name, duplicates removed: the document's order.
@@ -101,12 +243,10 @@ impl Shown {
             progress,
             |path, drv, is_root| {
                 (recursive || is_root).then(|| {
-                    derivation_json(drv)
-                        .map(|value| value.to_string())
-                        .map_err(|source| Error::Json {
-                            path: path.to_absolute_path_in(drv.store_dir()),
-                            source,
-                        })
+                    derivation_json(drv).map_err(|message| Error::Json {
+                        path: path.to_absolute_path_in(drv.store_dir()),
+                        message,
+                    })
                 })
             },
             |entry| entry.map(|entry| entry.map(|json| arena.push(&json))),
@@ -150,14 +290,12 @@ impl Shown {
 /// two levels deep), from the derivation's JSON as `serde_json` renders it
 /// compactly (what [`EntryArena`] keeps: a third smaller than pretty).
 ///
-/// # Panics
-/// When `json` is not JSON.
 #[must_use]
 pub fn entry_of_json(base: &str, json: &str, pretty: bool) -> String {
     let key = serde_json::to_string(base).expect("a string serialises");
     if pretty {
-        let value: Value = serde_json::from_str(json).expect("kept JSON is JSON");
-        let body = serde_json::to_string_pretty(&value).expect("a value serialises");
+        let body = String::from_utf8(crate::derivation::json_text::pretty(json.as_bytes()))
+            .expect("re-indenting keeps UTF-8");
         // JSON strings never hold a raw newline: indenting every line nests
         // the object two levels deeper.
         format!("\n    {key}: {}", body.replace('\n', "\n    "))

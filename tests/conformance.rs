@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use drvmeta::closure::{Closure, LoadOptions, parse_drv, read_one};
-use nix_derivation::{Derivation, StoreDir};
+use drvmeta::derivation::{Derivation, StoreDir};
 use serde_json::Value;
 
 fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
@@ -59,7 +59,9 @@ fn parse(path: &Path) -> Derivation {
 
 /// `hello.drv` and `firefox.drv` are real nixpkgs ATerms whose store hashes
 /// were replaced by `aaaa…`: their input derivations are no longer in
-/// sorted order, so no printer (Nix's included) reproduces their bytes.
+/// sorted order, so no printer (Nix's included) reproduces their bytes. The
+/// parser accepts them as Nix does (sorting) and says they are not
+/// canonical.
 const PLACEHOLDER_HASHES: &[&str] = &["hello.drv", "firefox.drv"];
 
 #[test]
@@ -82,10 +84,14 @@ fn every_good_drv_round_trips_byte_for_byte() {
             sorted_file.sort_unstable();
             sorted_printed.sort_unstable();
             assert_eq!(sorted_file, sorted_printed, "{}", path.display());
-            let reparsed = Derivation::from_aterm_bytes(&printed, drv.name()).unwrap();
+            assert!(!drv.is_canonical(), "{}", path.display());
+            let reparsed =
+                Derivation::parse(printed.clone(), drv.name(), &StoreDir::default()).unwrap();
+            assert!(reparsed.is_canonical(), "{}", path.display());
             assert_eq!(reparsed.to_aterm_bytes(), printed, "{}", path.display());
             continue;
         }
+        assert!(drv.is_canonical(), "{}", path.display());
         assert!(
             printed == bytes,
             "{}: printing the parsed derivation does not give the file's bytes",
@@ -141,7 +147,9 @@ fn duplicate_env_key_is_read_like_nix_2_8() {
         closure.nodes()[closure.roots()[0]]
             .derivation()
             .unwrap()
-            .environment()["name"],
+            .env(b"name")
+            .unwrap()
+            .as_ref(),
         b"bar"
     );
 }
@@ -149,7 +157,8 @@ fn duplicate_env_key_is_read_like_nix_2_8() {
 /// `show`'s JSON for one derivation, without a `"meta": null` (which the
 /// upstream vectors, written before the extension, do not have).
 fn shown(drv: &Derivation) -> Value {
-    let mut value = drvmeta::show::derivation_json(drv).unwrap();
+    let mut value: Value =
+        serde_json::from_str(&drvmeta::show::derivation_json(drv).unwrap()).unwrap();
     if value["meta"].is_null() {
         value.as_object_mut().unwrap().remove("meta");
     }
@@ -179,11 +188,12 @@ fn show_of_the_pr_16285_vector_has_meta_and_stripped_attrs() {
     let drv = parse(&dir.join("meta-derivation.drv"));
     let expected: Value =
         serde_json::from_slice(&std::fs::read(dir.join("meta-derivation.json")).unwrap()).unwrap();
-    let actual = drvmeta::show::derivation_json(&drv).unwrap();
+    let actual: Value =
+        serde_json::from_str(&drvmeta::show::derivation_json(&drv).unwrap()).unwrap();
     assert_eq!(actual, expected);
     assert_eq!(actual["structuredAttrs"], serde_json::json!({}));
     assert_eq!(actual["meta"]["version"], "1.0");
-    assert!(drvmeta::meta::inspect(&drv).opt_in);
+    assert!(drvmeta::derivation::meta::inspect(&drv).opt_in);
 }
 
 #[test]
@@ -209,7 +219,16 @@ fn json_only_vectors_round_trip_through_show() {
             // different schema from derivation JSON.
             continue;
         }
-        let drv = Derivation::from_json_bytes(&bytes)
+        if expected["env"].get("__json").is_some() && expected.get("structuredAttrs").is_some() {
+            // Both an env `__json` and structured attributes: one ATerm
+            // environment cannot hold the two, so no `.drv` is shown as this.
+            continue;
+        }
+        // nix-derivation (the dev-dependency oracle) reads Nix's JSON; the
+        // core reads the ATerm it prints.
+        let oracle = nix_derivation::Derivation::from_json_bytes(&bytes)
+            .unwrap_or_else(|error| panic!("{}: {error}", json.display()));
+        let drv = Derivation::parse(oracle.to_aterm_bytes(), oracle.name(), &StoreDir::default())
             .unwrap_or_else(|error| panic!("{}: {error}", json.display()));
         assert_eq!(shown(&drv), expected, "{}", json.display());
         count += 1;
@@ -286,8 +305,7 @@ fn snix_derivations_parse_and_their_paths_match_their_names() {
             .derivation()
             .unwrap()
             .environment()
-            .values()
-            .any(|v| std::str::from_utf8(v).is_err())
+            .any(|(_, v)| std::str::from_utf8(&v).is_err())
     );
 }
 
@@ -315,11 +333,7 @@ fn snix_hash_modulo_oracles() {
         let hashes = drvmeta::hashing::hash_closure(&closure);
         let root = closure.roots()[0];
         let classic = hashes[root].classic.as_ref().unwrap();
-        assert_eq!(
-            classic.input_hash_value().unwrap().to_string(),
-            expected,
-            "{file}"
-        );
+        assert_eq!(hex(classic.input_hash.value().unwrap()), expected, "{file}");
     }
 }
 
@@ -339,7 +353,7 @@ fn hash_modulo_vectors_match_the_masked_aterm() {
         let drv = parse(&path);
         let drv_path = drv.drv_path().unwrap();
         std::fs::copy(&path, dir.path().join(drv_path.to_basename())).unwrap();
-        stored.insert(stem, drv_path.to_absolute_path());
+        stored.insert(stem, drv_path.to_absolute_path_in(&StoreDir::default()));
     }
     let options = LoadOptions {
         drv_dirs: vec![dir.path().to_owned()],
@@ -357,7 +371,7 @@ fn hash_modulo_vectors_match_the_masked_aterm() {
         let hashes = drvmeta::hashing::hash_closure(&closure);
         let root = &hashes[closure.roots()[0]];
         let classic = root.classic.as_ref().unwrap();
-        assert_eq!(classic.output_hash.unwrap().to_string(), expected, "{stem}");
+        assert_eq!(hex(&classic.output_hash.unwrap()), expected, "{stem}");
         // Nothing is opted in: modulo meta is the classic hash.
         assert_eq!(root.modulo_meta.as_ref().unwrap(), classic, "{stem}");
         compared += 1;

@@ -230,7 +230,7 @@ fn random_closures_give_valid_documents_with_their_meta() {
                         .unwrap()
                         .derivation()
                         .unwrap();
-                    let meta = drvmeta::meta::meta_object(&drv).unwrap();
+                    let meta = drvmeta::derivation::meta::meta_object(&drv).unwrap();
                     let description = meta["description"].as_str().filter(|d| !d.is_empty());
                     assert_eq!(
                         component["description"].as_str(),

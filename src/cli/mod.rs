@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use drvmeta::closure::{Closure, LoadOptions};
+use drvmeta::derivation::StoreDir;
 use drvmeta::hashing::NodeHashes;
-use nix_derivation::StoreDir;
 
 mod diff;
 mod hash;

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use drvmeta::closure::{Closure, LoadOptions};
+use drvmeta::derivation::StoreDir;
 use drvmeta::provenance::record::{Run, invocation_id, now_rfc3339};
 use drvmeta::provenance::store::{RecordStore, Written};
 use drvmeta::provenance::verify;
 use drvmeta::rewrite::{Mode, rewrite_closure};
-use nix_derivation::StoreDir;
 use serde_json::Value;
 
 use super::{EXIT_OK, EXIT_PROBLEM, LoadArgs, UsageError};
@@ -116,13 +116,7 @@ pub fn hook(args: &HookArgs) -> Result<u8> {
             // loudly, without aborting the user's build over it.
             let node = drvmeta::closure::read_one(&load_options()?, &drv)?;
             let derivation = node.derivation()?;
-            let unknown = derivation.outputs().values().any(|o| {
-                !matches!(
-                    o,
-                    nix_derivation::Output::InputAddressed { .. }
-                        | nix_derivation::Output::Fixed { .. }
-                )
-            });
+            let unknown = derivation.outputs().any(|o| o.path().is_none());
             if unknown {
                 return Ok(format!(
                     "drvmeta: warning: {drv}: Nix gave no OUT_PATHS and the outputs are content-addressed \

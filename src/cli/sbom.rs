@@ -40,7 +40,7 @@ fn runtime_graph(closure: &Closure) -> Result<RuntimeGraph> {
     for &root in closure.roots() {
         let node = &closure.nodes()[root];
         let drv = node.derivation()?;
-        let recorded = drvmeta::hashing::recorded_outputs(closure.store_dir(), &drv);
+        let recorded = drvmeta::hashing::recorded_outputs(&drv);
         if recorded.iter().all(|(_, p)| p.is_some()) {
             outputs.extend(
                 recorded

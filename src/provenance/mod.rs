@@ -14,7 +14,7 @@ pub mod verify;
 
 use std::collections::{BTreeMap, HashSet};
 
-use nix_derivation::{Output as DrvOutput, StorePath};
+use crate::derivation::StorePath;
 
 use crate::closure::{Closure, LoadOptions, drv_name};
 use crate::error::{Error, Result};
@@ -64,7 +64,7 @@ pub fn facts(
     let derivation = node.derivation()?;
     let store_dir = closure.store_dir();
     let name = drv_name(&node.path).to_owned();
-    let names: Vec<String> = derivation.outputs().keys().cloned().collect();
+    let names: Vec<String> = derivation.outputs().map(|o| o.name.to_owned()).collect();
 
     // Outputs: given, or from the store.
     let out_paths = if out_paths.is_empty() {
@@ -90,15 +90,12 @@ pub fn facts(
 
     // Inputs: outputs of input derivations, and input sources.
     let mut inputs: Vec<Input> = Vec::new();
-    for (input_path, input) in derivation.input_derivations() {
+    for input in derivation.input_derivations() {
+        let input_path = &input.path;
         let position = node.input_position(input_path).expect("inputs are loaded");
         let input_drv = closure.nodes()[position].derivation()?;
-        for output in input.outputs() {
-            let known = input_drv.outputs().get(output).and_then(|o: &DrvOutput| {
-                o.path_in(store_dir, input_drv.name(), output)
-                    .ok()
-                    .flatten()
-            });
+        for output in &input.node.outputs {
+            let known = input_drv.output(output).and_then(|o| o.path().cloned());
             let drv_text = closure.render(input_path);
             inputs.push(Input {
                 uri: known.map_or_else(|| format!("{drv_text}^{output}"), |p| closure.render(&p)),
@@ -197,7 +194,7 @@ pub fn facts(
         h.as_ref()
             .ok()
             .and_then(|h| h.output_hash)
-            .map(|h| h.to_string())
+            .map(|h| crate::derivation::store_path::hex(&h))
     };
     let (classic, modulo) = if meta_source == built {
         (hex(&built_hashes.classic), hex(&built_hashes.modulo_meta))
@@ -210,7 +207,7 @@ pub fn facts(
             .then(|| closure.render(&closure.nodes()[meta_source].path)),
         meta,
         opted_in: meta_hashes.meta.opt_in,
-        system: derivation.system().to_owned(),
+        system: String::from_utf8_lossy(&derivation.system()).into_owned(),
         classic_output_hash: classic,
         modulo_meta_output_hash: modulo,
         outputs,

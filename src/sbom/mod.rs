@@ -14,13 +14,13 @@ mod spdx_ids;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use nix_derivation::{Derivation, Output};
+use crate::derivation::{Derivation, OutputKind};
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::closure::{Closure, drv_name};
+use crate::derivation::meta;
 use crate::error::Result;
-use crate::meta;
 use crate::provenance::kernel::KernelProvenance;
 use license::License;
 
@@ -95,32 +95,39 @@ pub fn split_name(name: &str) -> (String, Option<String>) {
     (name.to_owned(), None)
 }
 
-fn attr<'a>(drv: &'a Derivation, key: &str) -> Option<std::borrow::Cow<'a, str>> {
-    if let Some(attrs) = drv.structured_attrs() {
-        return attrs
-            .get(key)
-            .and_then(Value::as_str)
-            .map(std::borrow::Cow::Borrowed);
+/// The structured attributes as values (read for metadata only; never
+/// written back), `None` without structured attributes.
+fn attrs_of(drv: &Derivation) -> Option<Map<String, Value>> {
+    serde_json::from_slice(&drv.structured_attrs()?).ok()
+}
+
+fn attr(drv: &Derivation, attrs: Option<&Map<String, Value>>, key: &str) -> Option<String> {
+    if let Some(attrs) = attrs {
+        return attrs.get(key).and_then(Value::as_str).map(str::to_owned);
     }
-    drv.environment()
-        .get(key)
-        .map(|v| String::from_utf8_lossy(v))
+    drv.env(key.as_bytes())
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
 /// The metadata object: `__meta` (opted in or not), else `nixMeta` JSON.
-fn meta_of(drv: &Derivation, warnings: &mut Vec<String>, path: &str) -> Option<Map<String, Value>> {
+fn meta_of(
+    drv: &Derivation,
+    attrs: Option<&Map<String, Value>>,
+    warnings: &mut Vec<String>,
+    path: &str,
+) -> Option<Map<String, Value>> {
     if let Some(meta) = meta::meta_object(drv) {
+        return Some(meta);
+    }
+    if let Some(Value::Object(meta)) = attrs.and_then(|a| a.get(meta::META_KEY)) {
         return Some(meta.clone());
     }
-    if let Some(Value::Object(meta)) = drv.structured_attrs().and_then(|a| a.get(meta::META_KEY)) {
-        return Some(meta.clone());
-    }
-    let raw = match drv.structured_attrs() {
+    let raw = match attrs {
         Some(attrs) => attrs
             .get("nixMeta")
             .and_then(Value::as_str)
             .map(|s| s.as_bytes().to_vec()),
-        None => drv.environment().get("nixMeta").cloned(),
+        None => drv.env(b"nixMeta").map(std::borrow::Cow::into_owned),
     }?;
     match serde_json::from_slice::<Value>(&raw) {
         Ok(Value::Object(meta)) => Some(meta),
@@ -139,25 +146,26 @@ fn text(meta: Option<&Map<String, Value>>, key: &str) -> Option<String> {
     }
 }
 
-fn fixed_source(drv: &Derivation) -> Option<FixedSource> {
-    let Some(Output::Fixed { ca }) = drv.outputs().get("out") else {
+fn fixed_source(drv: &Derivation, attrs: Option<&Map<String, Value>>) -> Option<FixedSource> {
+    let out = drv.output("out")?;
+    if !matches!(out.kind, OutputKind::Fixed(_)) {
         return None;
-    };
-    let hash = ca.hash();
-    let mut urls = Vec::new();
-    if let Some(url) = attr(drv, "url") {
-        urls.push(url.into_owned());
     }
-    match drv.structured_attrs() {
+    let (method, algorithm) = crate::derivation::hash::split_method_algo(out.hash_algo).ok()?;
+    let mut urls = Vec::new();
+    if let Some(url) = attr(drv, attrs, "url") {
+        urls.push(url);
+    }
+    match attrs {
         Some(attrs) => {
             if let Some(Value::Array(list)) = attrs.get("urls") {
                 urls.extend(list.iter().filter_map(Value::as_str).map(str::to_owned));
             }
         }
         None => {
-            if let Some(list) = drv.environment().get("urls") {
+            if let Some(list) = drv.env(b"urls") {
                 urls.extend(
-                    String::from_utf8_lossy(list)
+                    String::from_utf8_lossy(&list)
                         .split_whitespace()
                         .map(str::to_owned),
                 );
@@ -167,9 +175,9 @@ fn fixed_source(drv: &Derivation) -> Option<FixedSource> {
     let mut seen = BTreeSet::new();
     urls.retain(|u| !u.is_empty() && seen.insert(u.clone()));
     Some(FixedSource {
-        method: ca.method().to_string(),
-        algorithm: hash.algorithm().as_str().to_owned(),
-        hex: crate::provenance::nar::hex(hash.digest_as_bytes()),
+        method: method.as_str().to_owned(),
+        algorithm: algorithm.to_owned(),
+        hex: out.hash.to_owned(),
         urls,
     })
 }
@@ -181,15 +189,17 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
     let path = closure.render(&node.path);
     let drv = node.derivation()?;
     let mut warnings = Vec::new();
-    let meta = meta_of(&drv, &mut warnings, &path);
+    let attrs = attrs_of(&drv);
+    let attrs = attrs.as_ref();
+    let meta = meta_of(&drv, attrs, &mut warnings, &path);
     let meta = meta.as_ref();
     let (split, split_version) = split_name(drv_name(&node.path));
     let name = text(meta, "name")
         .filter(|_| text(meta, "version").is_some())
-        .or_else(|| attr(&drv, "pname").map(|s| s.into_owned()))
+        .or_else(|| attr(&drv, attrs, "pname"))
         .unwrap_or(split);
     let version = text(meta, "version")
-        .or_else(|| attr(&drv, "version").map(|s| s.into_owned()))
+        .or_else(|| attr(&drv, attrs, "version"))
         .or(split_version);
     let identifiers = meta
         .and_then(|m| m.get("identifiers"))
@@ -226,14 +236,13 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
     };
     if drv
         .environment()
-        .values()
-        .any(|v| std::str::from_utf8(v).is_err())
+        .any(|(_, v)| std::str::from_utf8(&v).is_err())
     {
         warnings.push(format!(
             "{path}: environment values that are not UTF-8 are shown lossily"
         ));
     }
-    let outputs = crate::hashing::recorded_outputs(closure.store_dir(), &drv)
+    let outputs = crate::hashing::recorded_outputs(&drv)
         .into_iter()
         .map(|(name, p)| (name, p.map(|p| closure.render(&p))))
         .collect();
@@ -255,7 +264,7 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
         purl,
         source_provenance,
         outputs,
-        fixed: fixed_source(&drv),
+        fixed: fixed_source(&drv, attrs),
         provenance: meta.map(KernelProvenance::from_meta).unwrap_or_default(),
         opted_in: meta::inspect(&drv).opt_in,
         depends_on,

@@ -1,16 +1,25 @@
-//! `__meta` in derivations: opt-in detection, lints and stripping (DESIGN.md §2.2).
+//! `__meta` in derivations: opt-in detection, lints and stripping
+//! (DESIGN.md §2.2), on the `__json` text as the writing Nix left it.
 //!
 //! A derivation is *opted in* to hash modulo meta (NixOS/nix PR #16285) when it
 //! uses structured attributes, `__json.__meta` is a JSON object, and
 //! `__json.requiredSystemFeatures` is an array containing `"derivation-meta"`.
 //! Stripping such a derivation removes `__meta` and every `"derivation-meta"`
-//! feature (and the feature list itself once empty); nothing else changes.
+//! feature (and the feature list itself once empty); nothing else changes:
+//! the members and elements are cut out of the text, so every other byte
+//! (numbers as Nix 2.8 wrote them, `1e+06`, included) stays as written.
 
 use std::fmt;
+use std::ops::Range;
 
-use nix_derivation::{Derivation, StructuredAttrs};
 use serde_json::{Map, Value};
 
+use super::Derivation;
+use super::json_text::{Member, array_elements, decode_string, object_members, splice};
+use super::write::{escape, unescape};
+
+/// The environment variable that holds structured attributes.
+pub const JSON_KEY: &[u8] = b"__json";
 /// The system feature that opts a derivation in to hash modulo meta.
 pub const FEATURE: &str = "derivation-meta";
 /// The structured attribute that holds the metadata.
@@ -79,58 +88,103 @@ pub struct MetaInfo {
     pub problems: Vec<String>,
 }
 
-/// Cheap check whether structured attributes can mention meta at all, so
-/// that the JSON of the vast majority of derivations is never materialised.
+/// Cheap check on the raw `__json` whether it can mention meta at all, so
+/// that the JSON of most derivations is never scanned.
 fn may_mention_meta(raw: &[u8]) -> bool {
     memchr::memmem::find(raw, META_KEY.as_bytes()).is_some()
         || memchr::memmem::find(raw, FEATURE.as_bytes()).is_some()
-        // A JSON escape could spell either name; fall back to a full parse.
+        // A JSON escape could spell either name.
         || memchr::memmem::find(raw, b"\\u").is_some()
 }
 
-fn structured(drv: &Derivation) -> Option<&StructuredAttrs> {
-    drv.structured_attrs()
-        .filter(|attrs| may_mention_meta(attrs.raw_json()))
+/// Where meta lives in a structured-attributes text.
+struct Scan {
+    text: Vec<u8>,
+    members: Vec<Member>,
+    meta: Option<usize>,
+    features: Option<(usize, Vec<Range<usize>>)>,
 }
 
-fn features(attrs: &StructuredAttrs) -> Option<&Vec<Value>> {
-    attrs.get(FEATURES_KEY).and_then(Value::as_array)
-}
+impl Scan {
+    fn of(drv: &Derivation) -> Option<Self> {
+        let raw = drv.env_raw(JSON_KEY)?;
+        if !may_mention_meta(raw) {
+            return None;
+        }
+        let text = unescape(raw).into_owned();
+        let members = object_members(&text).ok()?;
+        let key_is =
+            |m: &Member, name: &str| decode_string(&text[m.key.clone()]).as_deref() == Some(name);
+        // With repeated keys Nix's JSON parser keeps the last.
+        let meta = members.iter().rposition(|m| key_is(m, META_KEY));
+        let features = members
+            .iter()
+            .rposition(|m| key_is(m, FEATURES_KEY))
+            .map(|i| {
+                (
+                    i,
+                    array_elements(&text, members[i].value.clone()).unwrap_or_default(),
+                )
+            });
+        Some(Self {
+            text,
+            members,
+            meta,
+            features,
+        })
+    }
 
-fn requires_feature(attrs: &StructuredAttrs) -> bool {
-    features(attrs).is_some_and(|list| list.iter().any(|f| f.as_str() == Some(FEATURE)))
+    fn meta_value(&self) -> Option<&[u8]> {
+        self.meta.map(|i| &self.text[self.members[i].value.clone()])
+    }
+
+    fn is_feature(&self, element: &Range<usize>) -> bool {
+        decode_string(&self.text[element.clone()]).as_deref() == Some(FEATURE)
+    }
+
+    fn requires_feature(&self) -> bool {
+        self.features
+            .as_ref()
+            .is_some_and(|(_, elements)| elements.iter().any(|e| self.is_feature(e)))
+    }
+
+    fn meta_is_object(&self) -> bool {
+        self.meta_value().is_some_and(|v| v.first() == Some(&b'{'))
+    }
+
+    fn opt_in(&self) -> bool {
+        self.requires_feature() && self.meta_is_object()
+    }
 }
 
 /// Inspect a derivation's `__meta`: opt-in state, lints and problems.
 #[must_use]
 pub fn inspect(drv: &Derivation) -> MetaInfo {
     let mut info = MetaInfo::default();
-    let Some(attrs) = drv.structured_attrs() else {
-        if drv.environment().contains_key(META_KEY) {
+    if drv.env_raw(JSON_KEY).is_none() {
+        if drv.env_raw(META_KEY.as_bytes()).is_some() {
             info.lints.push(Lint::MetaInPlainEnv);
         }
         return info;
-    };
-    if !may_mention_meta(attrs.raw_json()) {
-        return info;
     }
-    let meta = attrs.get(META_KEY);
-    let required = requires_feature(attrs);
-    let is_object = meta.is_some_and(Value::is_object);
+    let Some(scan) = Scan::of(drv) else {
+        return info;
+    };
+    let required = scan.requires_feature();
+    let is_object = scan.meta_is_object();
     info.opt_in = required && is_object;
-    match (meta, required) {
-        (Some(value), _) if !value.is_object() => info.lints.push(Lint::MetaNotObject),
+    match (scan.meta_value(), required) {
+        (Some(_), _) if !is_object => info.lints.push(Lint::MetaNotObject),
         (Some(_), false) => info.lints.push(Lint::MetaNotOptedIn),
         _ => {}
     }
     if required && !is_object {
         info.lints.push(Lint::FeatureWithoutMeta);
     }
-    if required {
-        check_feature_list(
-            features(attrs).map_or(&[][..], Vec::as_slice),
-            &mut info.problems,
-        );
+    if required && let Some((i, _)) = &scan.features {
+        let list: Vec<Value> =
+            serde_json::from_slice(&scan.text[scan.members[*i].value.clone()]).unwrap_or_default();
+        check_feature_list(&list, &mut info.problems);
     }
     info
 }
@@ -158,65 +212,91 @@ fn check_feature_list(list: &[Value], problems: &mut Vec<String>) {
     }
 }
 
-/// The `__meta` object of an opted-in derivation, `None` otherwise.
+/// The `__meta` object of an opted-in derivation, `None` otherwise (or when
+/// it is not valid JSON).
 #[must_use]
-pub fn meta_object(drv: &Derivation) -> Option<&Map<String, Value>> {
-    let attrs = structured(drv)?;
-    if !requires_feature(attrs) {
+pub fn meta_object(drv: &Derivation) -> Option<Map<String, Value>> {
+    let scan = Scan::of(drv)?;
+    if !scan.opt_in() {
         return None;
     }
-    attrs.get(META_KEY).and_then(Value::as_object)
+    serde_json::from_slice(scan.meta_value()?).ok()
 }
 
-/// The structured attributes of `drv` with meta stripped, as a JSON object.
-///
-/// Returns `None` when the derivation is not opted in (it is then never
-/// stripped: `__meta` is an ordinary attribute).
+/// The `__meta` value's JSON text of an opted-in derivation, as written.
 #[must_use]
-pub fn stripped_attrs_object(drv: &Derivation) -> Option<Map<String, Value>> {
-    meta_object(drv)?;
-    let attrs = drv.structured_attrs()?;
-    let mut object: Map<String, Value> = attrs
-        .iter()
-        .filter(|(key, _)| *key != META_KEY)
-        .map(|(key, value)| (key.to_owned(), value.clone()))
-        .collect();
-    if let Some(Value::Array(list)) = object.get_mut(FEATURES_KEY) {
-        list.retain(|feature| feature.as_str() != Some(FEATURE));
-        if list.is_empty() {
-            object.remove(FEATURES_KEY);
-        }
+pub fn meta_text(drv: &Derivation) -> Option<Vec<u8>> {
+    let scan = Scan::of(drv)?;
+    if !scan.opt_in() {
+        return None;
     }
-    Some(object)
+    scan.meta_value().map(<[u8]>::to_vec)
 }
 
-/// The structured attributes of `drv` with meta stripped.
-///
-/// Returns `None` when the derivation is not opted in. The result serialises
-/// canonically (sorted keys, Nix number formatting) like any structured
-/// attributes of `nix-derivation`.
+/// The structured-attributes text with meta stripped, unescaped (JSON), or
+/// `None` when the derivation is not opted in (it is then never stripped:
+/// `__meta` is an ordinary attribute).
 #[must_use]
-pub fn stripped_attrs(drv: &Derivation) -> Option<StructuredAttrs> {
-    let object = stripped_attrs_object(drv)?;
-    let bytes = serde_json::to_vec(&Value::Object(object))
-        .expect("serialising a JSON value to memory cannot fail");
-    Some(
-        StructuredAttrs::from_json_bytes(bytes)
-            .expect("a JSON object serialised by serde_json is valid structured attributes"),
-    )
+pub fn stripped_json(drv: &Derivation) -> Option<Vec<u8>> {
+    let scan = Scan::of(drv)?;
+    if !scan.opt_in() {
+        return None;
+    }
+    let features = scan.features.as_ref().map(|(i, elements)| {
+        let value = scan.members[*i].value.clone();
+        let local: Vec<Range<usize>> = elements
+            .iter()
+            .map(|e| e.start - value.start..e.end - value.start)
+            .collect();
+        let kept: Vec<bool> = elements.iter().map(|e| !scan.is_feature(e)).collect();
+        let text = splice(&scan.text[value], &local, |k| kept[k], |_| None);
+        (*i, text, kept.iter().any(|&k| k))
+    });
+    let spans: Vec<Range<usize>> = scan.members.iter().map(Member::span).collect();
+    let keep =
+        |i: usize| Some(i) != scan.meta && !matches!(&features, Some((f, _, false)) if *f == i);
+    let replace = |i: usize| match &features {
+        Some((f, value, true)) if *f == i => {
+            let member = &scan.members[i];
+            let mut out = scan.text[member.key.start..member.value.start].to_vec();
+            out.extend_from_slice(value);
+            Some(out)
+        }
+        _ => None,
+    };
+    Some(splice(&scan.text, &spans, keep, replace))
 }
 
+/// [`stripped_json`] escaped for the ATerm (what the `__json` field of the
+/// stripped derivation holds, byte for byte).
+#[must_use]
+pub fn stripped_json_raw(drv: &Derivation) -> Option<Vec<u8>> {
+    stripped_json(drv).map(|text| escape(&text).into_owned())
+}
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(aterm: &str) -> Derivation {
+        Derivation::parse(
+            aterm.as_bytes().to_vec(),
+            "t",
+            &super::super::StoreDir::default(),
+        )
+        .unwrap()
+    }
+
     fn drv_with_json(json: &str) -> Derivation {
-        let escaped = json.replace('\\', "\\\\").replace('"', "\\\"");
-        let aterm = format!(
+        let escaped = escape(json.as_bytes());
+        let escaped = std::str::from_utf8(&escaped).unwrap();
+        parse(&format!(
             "Derive([(\"out\",\"\",\"\",\"\")],[],[],\"x86_64-linux\",\"/bin/sh\",[],\
              [(\"__json\",\"{escaped}\"),(\"out\",\"\")])"
-        );
-        Derivation::from_aterm_bytes(aterm.as_bytes(), "t").unwrap()
+        ))
+    }
+
+    fn stripped(drv: &Derivation) -> Option<String> {
+        stripped_json(drv).map(|b| String::from_utf8(b).unwrap())
     }
 
     #[test]
@@ -271,26 +351,39 @@ mod tests {
         let drv = drv_with_json(
             r#"{"__meta":{"a":1},"requiredSystemFeatures":["big","derivation-meta"],"x":1.5}"#,
         );
-        let stripped = stripped_attrs(&drv).unwrap();
         assert_eq!(
-            stripped.canonical_json(),
-            br#"{"requiredSystemFeatures":["big"],"x":1.5}"#
+            stripped(&drv).unwrap(),
+            r#"{"requiredSystemFeatures":["big"],"x":1.5}"#
         );
 
         let only =
             drv_with_json(r#"{"__meta":{"a":1},"requiredSystemFeatures":["derivation-meta"]}"#);
-        assert_eq!(stripped_attrs(&only).unwrap().canonical_json(), b"{}");
+        assert_eq!(stripped(&only).unwrap(), "{}");
 
         let not_opted = drv_with_json(r#"{"__meta":{"a":1}}"#);
-        assert!(stripped_attrs(&not_opted).is_none());
+        assert!(stripped(&not_opted).is_none());
     }
 
     #[test]
     fn plain_env_meta_is_linted() {
         let aterm = "Derive([(\"out\",\"\",\"\",\"\")],[],[],\"s\",\"b\",[],[(\"__meta\",\"{}\"),(\"out\",\"\")])";
-        let drv = Derivation::from_aterm_bytes(aterm.as_bytes(), "t").unwrap();
+        let drv = parse(aterm);
         let info = inspect(&drv);
         assert_eq!(info.lints, vec![Lint::MetaInPlainEnv]);
         assert!(!info.opt_in);
+    }
+
+    #[test]
+    fn strip_keeps_every_other_byte_as_nix_2_8_wrote_it() {
+        // Nix 2.8's float forms, a nested "__meta" key, unicode and escapes.
+        let json = r#"{"__meta":{"x":[1e+06]},"a":-0,"b":1.23457e+07,"c":{"__meta":4.94066e-324},"d":"\u00e9\n\"","requiredSystemFeatures":["derivation-meta","kvm"],"z":[]}"#;
+        let drv = drv_with_json(json);
+        assert!(inspect(&drv).opt_in);
+        assert_eq!(
+            stripped(&drv).unwrap(),
+            r#"{"a":-0,"b":1.23457e+07,"c":{"__meta":4.94066e-324},"d":"\u00e9\n\"","requiredSystemFeatures":["kvm"],"z":[]}"#
+        );
+        let meta = meta_object(&drv).unwrap();
+        assert_eq!(meta["x"][0].as_f64(), Some(1e6));
     }
 }
