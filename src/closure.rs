@@ -86,11 +86,14 @@ impl LoadOptions {
             Some((drv, _outputs)) if drv.ends_with(".drv") => drv,
             _ => arg,
         };
-        // A GC root or `result` link made by `nix-instantiate --add-root`.
+        // A GC root or `result` link made by `nix-instantiate --add-root`:
+        // a link into the store names the store path it points to. Any
+        // other link is read as the file it is (and followed when read).
+        let store_prefix = format!("{}/", self.store_dir);
         let link_target = std::fs::read_link(arg)
             .ok()
-            .filter(|target| target.is_absolute())
-            .and_then(|target| target.to_str().map(str::to_owned));
+            .and_then(|target| target.to_str().map(str::to_owned))
+            .filter(|target| target.starts_with(&store_prefix));
         let arg = link_target.as_deref().unwrap_or(arg);
         let in_store = arg
             .strip_prefix(self.store_dir.as_str())
@@ -231,7 +234,7 @@ pub(crate) fn load_one(
     file: PathBuf,
     needed_by: Option<&dyn Fn() -> String>,
 ) -> Result<(Loaded, Derivation)> {
-    let bytes = match std::fs::read(&file) {
+    let bytes = match crate::safe_read::read_regular(&file, true, crate::safe_read::DRV_LIMIT) {
         Ok(bytes) => bytes,
         Err(source) => {
             return Err(match needed_by {

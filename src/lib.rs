@@ -65,6 +65,7 @@ pub mod out_dir;
 pub mod provenance;
 pub mod report;
 pub mod rewrite;
+pub mod safe_read;
 pub mod sbom;
 pub mod show;
 pub mod substitute;

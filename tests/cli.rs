@@ -443,3 +443,57 @@ fn show_of_an_unshowable_input_fails_without_output() {
         );
     }
 }
+
+/// Run drvmeta with a deadline: a hang is a failure, not a stuck suite.
+fn drvmeta_within(args: &[&str], seconds: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args(args)
+        .current_dir(support::project_dir())
+        .env_remove("NIX_STORE_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("drvmeta {args:?} hung for {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn fifos_directories_devices_and_symlink_loops_are_errors_not_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(format!("{HASH}-{name}.drv"));
+    assert!(
+        Command::new("mkfifo")
+            .arg(path("fifo"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::create_dir(path("directory")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", path("zero")).unwrap();
+    std::os::unix::fs::symlink(path("loop-b"), path("loop-a")).unwrap();
+    std::os::unix::fs::symlink(path("loop-a"), path("loop-b")).unwrap();
+    for (name, says) in [
+        ("fifo", "a FIFO, not a regular file"),
+        ("directory", "a directory, not a regular file"),
+        ("zero", "a device, not a regular file"),
+        ("loop-a", "a symlink loop"),
+    ] {
+        let file = path(name);
+        for command in ["hash", "show", "sbom"] {
+            let output = drvmeta_within(&[command, file.to_str().unwrap()], 20);
+            let err = stderr(&output);
+            assert_eq!(output.status.code(), Some(1), "{command} {name}: {err}");
+            assert!(err.contains(&format!("{HASH}-{name}.drv")), "{err}");
+            assert!(err.contains(says), "{command} {name}: {err}");
+            assert!(output.stdout.is_empty(), "{command} {name}: partial output");
+        }
+    }
+}

@@ -121,13 +121,15 @@ pub(crate) fn write_aterm(drv: &Derivation, w: &mut impl Write, form: &Form<'_>)
     let w: &mut dyn Write = w;
     let bytes = &drv.bytes;
     let store_dir = drv.store_dir();
-    match (drv.version, form.inputs) {
-        (Some(version), None) => {
+    // The hash-modulo forms keep the version too (Nix 2.34 hashes a
+    // derivation with dynamic inputs under its `DrvWithVersion` prefix).
+    match drv.version {
+        Some(version) => {
             w.write_all(b"DrvWithVersion(")?;
             quoted(w, version.get(bytes))?;
             w.write_all(b",")?;
         }
-        _ => w.write_all(b"Derive(")?,
+        None => w.write_all(b"Derive(")?,
     }
     let override_for = |name: &[u8]| -> Option<&StorePath> {
         form.outputs?

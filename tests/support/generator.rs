@@ -79,6 +79,10 @@ pub struct Options {
     pub opt_in_percent: u64,
     /// Maximum number of direct dependencies.
     pub max_deps: usize,
+    /// Odd systems, builders, output names and environment keys (unicode,
+    /// quotes, backslashes, control characters): for instantiating only,
+    /// since such derivations cannot build.
+    pub exotic: bool,
 }
 
 impl Default for Options {
@@ -87,6 +91,7 @@ impl Default for Options {
             count: 60,
             opt_in_percent: 45,
             max_deps: 3,
+            exotic: false,
         }
     }
 }
@@ -98,6 +103,7 @@ impl Options {
             count: 40,
             opt_in_percent: 90,
             max_deps: 5,
+            exotic: false,
         }
     }
 }
@@ -152,10 +158,52 @@ const FRAGMENTS: &[&str] = &[
     "''quotes''",
 ];
 
+/// Floats of every kind, including what Nix 2.8 writes with six
+/// significant digits (`1e+06`, `1.23457e+07`, `-0`, `4.94066e-324`) and
+/// modern Nix in full.
 const FLOATS: &[&str] = &[
-    "1.5", "0.1", "100.0", "1.0e20", "2.5e-7", "123.456", "0.0", "(-3.25)", "1.0e15", "1.0e16",
-    "0.0001", "0.00001",
+    "1.5",
+    "0.1",
+    "100.0",
+    "1.0e20",
+    "2.5e-7",
+    "123.456",
+    "0.0",
+    "(-3.25)",
+    "1.0e15",
+    "1.0e16",
+    "0.0001",
+    "0.00001",
+    "1000000.0",
+    "12345678.9",
+    "(-0.0)",
+    "(4.94066e-300 / 1.0e24)",
+    "(1.0e-300 / 1.0e20)",
+    "123456789012.0",
+    "0.000123456789",
+    "1.0e100",
+    "(-1.5e300)",
+    "3.0",
+    "0.3333333333333333",
+    "2.2250738585072014e-308",
+    "1.7976931348623157e308",
 ];
+
+/// Systems Nix writes unescaped (a quote or a backslash there breaks Nix's
+/// own parser, so none holds one): unicode, tabs, newlines, control bytes.
+const SYSTEMS: &[&str] = &[
+    "x86_64-linux",
+    "aarch64-darwin",
+    "é-ü-linux",
+    "日本語",
+    "tab\there",
+    "line\nbreak",
+    "ctrl\u{1}x",
+    "with space",
+];
+
+/// Output names beyond `out`: every character a store path name allows.
+const OUTPUT_NAMES: &[&str] = &["dev", "a.b_c", "x+y=z?", "man-1", "_private", "bin"];
 
 const INTS: &[&str] = &[
     "0",
@@ -187,7 +235,7 @@ impl Gen<'_> {
     fn dep_ref(&mut self, dep: usize) -> String {
         let spec = &self.specs[dep];
         let output = self.rng.pick(&spec.outputs).clone();
-        format!("\"${{d{dep}.{output}}}\"")
+        format!("\"${{d{dep}.\"{output}\"}}\"")
     }
 
     fn scalar(&mut self) -> String {
@@ -285,6 +333,15 @@ pub fn generate(seed: u64, options: &Options) -> Generated {
         let structured = rng.chance(55);
         let outputs: Vec<String> = if kind == Kind::FixedOutput || rng.chance(70) {
             vec!["out".to_owned()]
+        } else if options.exotic && rng.chance(50) {
+            let mut names = vec!["out".to_owned()];
+            for _ in 0..1 + rng.below(3) {
+                let name = (*rng.pick(OUTPUT_NAMES)).to_owned();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            names
         } else {
             rng.pick(&[
                 &["out", "dev"][..],
@@ -334,9 +391,17 @@ pub fn generate(seed: u64, options: &Options) -> Generated {
     );
     for (index, spec) in specs.iter().enumerate() {
         let mut attrs = String::new();
+        let (system, builder) = if options.exotic && g.rng.chance(40) {
+            (
+                format!("\"{}\"", g.rng.pick(SYSTEMS)),
+                nix_string(&format!("/bin/{}", g.text())),
+            )
+        } else {
+            ("\"x86_64-linux\"".to_owned(), "\"/bin/sh\"".to_owned())
+        };
         let _ = write!(
             attrs,
-            "name = {}; system = \"x86_64-linux\"; builder = \"/bin/sh\"; ",
+            "name = {}; system = {system}; builder = {builder}; ",
             nix_string(&spec.name)
         );
         if spec.outputs.len() > 1 {
@@ -385,7 +450,9 @@ pub fn generate(seed: u64, options: &Options) -> Generated {
             } else {
                 g.plain_value()
             };
-            let key = if g.rng.chance(20) {
+            let key = if options.exotic && g.rng.chance(30) {
+                nix_string(&format!("{} {n}", g.text()))
+            } else if g.rng.chance(20) {
                 format!("\"attr {n}\"")
             } else {
                 format!("attr{n}")

@@ -26,6 +26,99 @@ pub fn nix(tool: &str) -> Command {
     command
 }
 
+/// The two oracles: Nix 2.8 (Debian 12's `nix-bin`, on `PATH`) and a
+/// modern Nix (Debian trixie's, in the chroot `.ci/modern-nix.sh` makes,
+/// with its own store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NixVersion {
+    /// Nix 2.8 on this machine.
+    Old,
+    /// Modern Nix in its chroot.
+    Modern,
+}
+
+impl NixVersion {
+    /// Both oracles.
+    pub const BOTH: [Self; 2] = [Self::Old, Self::Modern];
+
+    /// A short label for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Old => "Nix 2.8",
+            Self::Modern => "modern Nix",
+        }
+    }
+
+    /// A `Command` for a Nix tool of this version, with the test
+    /// configuration. Paths given to it must be [`Self::visible_path`]s.
+    pub fn command(self, tool: &str) -> Command {
+        match self {
+            Self::Old => nix(tool),
+            Self::Modern => {
+                let mut command = Command::new("chroot");
+                command.arg(modern_nix_root()).args([
+                    "env",
+                    &format!("NIX_CONFIG={NIX_CONFIG}"),
+                    tool,
+                ]);
+                command
+            }
+        }
+    }
+
+    /// A temporary directory that this Nix sees, and the path it sees it at.
+    pub fn tempdir(self) -> (tempfile::TempDir, PathBuf) {
+        match self {
+            Self::Old => {
+                let dir = tempfile::tempdir().unwrap();
+                let seen = dir.path().to_owned();
+                (dir, seen)
+            }
+            Self::Modern => {
+                let root = modern_nix_root();
+                let dir = tempfile::tempdir_in(root.join("tmp")).unwrap();
+                let seen = Path::new("/").join(dir.path().strip_prefix(&root).unwrap());
+                (dir, seen)
+            }
+        }
+    }
+
+    /// Where drvmeta reads this Nix's derivations: its store directory is
+    /// `/nix/store` either way; the modern store is a `--drv-dir`.
+    pub fn load_options(self) -> drvmeta::closure::LoadOptions {
+        let mut options = drvmeta::closure::LoadOptions::default();
+        if self == Self::Modern {
+            options.drv_dirs.push(modern_nix_root().join("nix/store"));
+        }
+        options
+    }
+
+    /// The file on this machine holding store path `path` of this Nix.
+    pub fn host_path(self, path: &str) -> PathBuf {
+        match self {
+            Self::Old => PathBuf::from(path),
+            Self::Modern => modern_nix_root().join(path.trim_start_matches('/')),
+        }
+    }
+}
+
+/// The modern Nix chroot (`DRVMETA_MODERN_NIX_ROOT`, default
+/// `/var/lib/drvmeta/modern-nix`). Panics with what to do when it is missing:
+/// these tests never skip.
+pub fn modern_nix_root() -> PathBuf {
+    let root = std::env::var_os("DRVMETA_MODERN_NIX_ROOT").map_or_else(
+        || PathBuf::from("/var/lib/drvmeta/modern-nix"),
+        PathBuf::from,
+    );
+    assert!(
+        root.join("usr/bin/nix-instantiate").is_file() && root.join("proc/self").exists(),
+        "the modern Nix chroot is missing or has no /proc at {}: run .ci/modern-nix.sh \
+         (as root) or set DRVMETA_MODERN_NIX_ROOT",
+        root.display()
+    );
+    root
+}
+
 /// Options that let a derivation-meta derivation build here: no sandbox
 /// (Nix 2.8 as root in CI) and the `derivation-meta` system feature.
 pub const META_BUILD_OPTIONS: [&str; 6] = [
@@ -77,7 +170,18 @@ pub fn instantiate(
     tweak: Option<&str>,
     context: &str,
 ) -> Vec<String> {
-    let mut command = nix("nix-instantiate");
+    instantiate_with(NixVersion::Old, file, with_meta, tweak, context)
+}
+
+/// [`instantiate`] with either Nix; `file` as that Nix sees it.
+pub fn instantiate_with(
+    version: NixVersion,
+    file: &Path,
+    with_meta: bool,
+    tweak: Option<&str>,
+    context: &str,
+) -> Vec<String> {
+    let mut command = version.command("nix-instantiate");
     command.arg(file).args([
         "--arg",
         "withMeta",
@@ -173,21 +277,33 @@ pub fn nix_import(stream: &[u8]) -> (bool, String) {
     )
 }
 
-/// Write a generated expression to a file (kept while the directory lives).
-fn expression_file(generated: &generator::Generated) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(format!("twin-{}.nix", generated.seed));
-    std::fs::write(&file, &generated.expr).unwrap();
-    (dir, file)
+/// Write a generated expression to a file that `version` sees (kept while
+/// the directory lives); returns the path it sees.
+fn expression_file(
+    version: NixVersion,
+    generated: &generator::Generated,
+) -> (tempfile::TempDir, PathBuf) {
+    let (dir, seen) = version.tempdir();
+    let name = format!("twin-{}.nix", generated.seed);
+    std::fs::write(dir.path().join(&name), &generated.expr).unwrap();
+    (dir, seen.join(name))
 }
 
 /// Instantiate a generated expression both ways: the drv paths of its
 /// elements, with meta (A) and without (B).
 pub fn instantiate_twins(generated: &generator::Generated) -> (Vec<String>, Vec<String>) {
-    let (_dir, file) = expression_file(generated);
-    let context = format!("seed {}", generated.seed);
-    let a = instantiate(&file, true, None, &context);
-    let b = instantiate(&file, false, None, &context);
+    instantiate_twins_with(NixVersion::Old, generated)
+}
+
+/// [`instantiate_twins`] with either Nix.
+pub fn instantiate_twins_with(
+    version: NixVersion,
+    generated: &generator::Generated,
+) -> (Vec<String>, Vec<String>) {
+    let (_dir, file) = expression_file(version, generated);
+    let context = format!("seed {} ({})", generated.seed, version.label());
+    let a = instantiate_with(version, &file, true, None, &context);
+    let b = instantiate_with(version, &file, false, None, &context);
     (a, b)
 }
 
@@ -197,7 +313,7 @@ pub fn instantiate_tweaked(
     with_meta: bool,
     tweak: &str,
 ) -> Vec<String> {
-    let (_dir, file) = expression_file(generated);
+    let (_dir, file) = expression_file(NixVersion::Old, generated);
     let context = format!("seed {} tweak {tweak}", generated.seed);
     instantiate(&file, with_meta, Some(tweak), &context)
 }
