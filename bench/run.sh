@@ -7,7 +7,9 @@
 #   - drvmeta sbom in both formats,
 #   - drvmeta rewrite/strip --json (the whole computation, no files written),
 #   - drvmeta strip --out DIR into a fresh DIR, and cp of every .drv into a
-#     fresh DIR (the cost of creating 20,000 files on this filesystem).
+#     fresh DIR (the cost of creating 20,000 files on this filesystem),
+#   - bench/hook_cache.rs: the hook's closure hashing with the persistent
+#     cache cold and warm, on the closure's root.
 # Each command runs RUNS times (default 7) after one warm-up; the table gives
 # the median wall time, the median CPU time (user + system) and the largest
 # peak RSS. Output: a Markdown table on stdout and in bench/out/results.md.
@@ -88,3 +90,7 @@ read_wall=$(awk '/^read every/ {print $(NF-2)}' <<< "$results")
       'BEGIN {printf "| %s | %.3f | %.2f | %.2f | %.3f | %.2f | %.1f | %.2f |\n", n, t, t/nt, t/rt, c, c/nc, r/1024, r*1024/b}'
   done <<< "$results"
 } | tee "$out/results.md"
+{
+  echo
+  cargo bench --quiet --bench hook_cache -- "$(head -1 "$out/roots.txt")" "$runs"
+} | tee -a "$out/results.md"

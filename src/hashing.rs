@@ -19,7 +19,8 @@
 
 use rayon::prelude::*;
 
-use crate::closure::Closure;
+use crate::closure::cache::{CachedHashes, HashCache};
+use crate::closure::{Closure, LoadOptions, load_one};
 use crate::derivation::hash::{HashOptions, hash_derivation};
 use crate::derivation::meta::{self, MetaInfo};
 use crate::derivation::{Derivation, StorePath};
@@ -231,5 +232,276 @@ impl RecordedMatches {
             (false, true) => Self::ModuloMeta,
             (false, false) => Self::Neither,
         }
+    }
+}
+
+/// A derivation asked for by name, hashed, with its direct inputs at hand:
+/// what the post-build hook and `record` need, without the closure.
+#[derive(Debug)]
+pub struct Rooted {
+    /// Its store path.
+    pub path: StorePath,
+    /// Whether its bytes hash to its path.
+    pub path_matches: bool,
+    /// The derivation.
+    pub drv: Derivation,
+    /// Its hashes.
+    pub hashes: NodeHashes,
+    /// Its input derivations, parsed, in [`Derivation::input_derivations`]
+    /// order.
+    pub inputs: Vec<Derivation>,
+}
+
+/// The hashes a dependent needs of a cached input.
+fn from_cache(cached: CachedHashes) -> NodeHashes {
+    let light = |input_hash| Hashes {
+        output_hash: None,
+        input_hash,
+        outputs: OutputPaths::new(),
+    };
+    NodeHashes {
+        meta: MetaInfo::default(),
+        meta_object: None,
+        recorded: OutputPaths::new(),
+        classic: Ok(light(cached.classic)),
+        modulo_meta: Ok(light(cached.modulo_meta)),
+    }
+}
+
+/// Hash the derivations `roots` (command-line forms, as
+/// [`Closure::load`] takes them) with the persistent cache: when the cache
+/// knows every direct input of every root, only the roots and their direct
+/// inputs are read (the cost does not grow with the closure); otherwise the
+/// whole closure is loaded and hashed, and every derivation whose bytes,
+/// and all of whose inputs' bytes, hash to their paths is added to the
+/// cache.
+///
+/// # Errors
+/// As [`Closure::load`].
+pub fn roots_with_cache(
+    options: &LoadOptions,
+    roots: &[String],
+    cache: Option<&mut HashCache>,
+) -> crate::Result<Vec<Rooted>> {
+    let mut cache = cache;
+    if let Some(cache) = cache.as_deref_mut()
+        && let Some(warm) = warm_roots(options, roots, cache)?
+    {
+        return Ok(warm);
+    }
+    let closure = Closure::load(options, roots)?;
+    let hashes = hash_closure(&closure);
+    if let Some(cache) = cache {
+        let mut trusted = vec![false; closure.nodes().len()];
+        let mut entries = Vec::new();
+        for (index, (node, node_hashes)) in closure.nodes().iter().zip(&hashes).enumerate() {
+            if let (true, Ok(classic), Ok(modulo)) = (
+                node.path_matches && node.inputs.iter().all(|&i| trusted[i]),
+                &node_hashes.classic,
+                &node_hashes.modulo_meta,
+            ) {
+                trusted[index] = true;
+                entries.push((
+                    node.path.clone(),
+                    CachedHashes {
+                        classic: classic.input_hash,
+                        modulo_meta: modulo.input_hash,
+                    },
+                ));
+            }
+        }
+        // A cache is an optimisation: a read-only or full disk only costs
+        // the next run its speed.
+        let _ = cache.insert(&entries);
+    }
+    closure
+        .roots()
+        .iter()
+        .map(|&root| {
+            let node = &closure.nodes()[root];
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|&i| closure.nodes()[i].derivation())
+                .collect::<crate::Result<_>>()?;
+            Ok(Rooted {
+                path: node.path.clone(),
+                path_matches: node.path_matches,
+                drv: node.derivation()?,
+                hashes: hashes[root].clone(),
+                inputs,
+            })
+        })
+        .collect()
+}
+
+/// [`roots_with_cache`]'s warm path; `None` when an input is not cached or
+/// an input's file does not hash to its path.
+fn warm_roots(
+    options: &LoadOptions,
+    roots: &[String],
+    cache: &mut HashCache,
+) -> crate::Result<Option<Vec<Rooted>>> {
+    options.check()?;
+    let mut rooted = Vec::with_capacity(roots.len());
+    for arg in roots {
+        let (path, file) = options.resolve_arg(arg)?;
+        let (loaded, drv) = load_one(&options.store_dir, path, file, None)?;
+        let mut inputs = Vec::with_capacity(drv.input_derivations().len());
+        let mut cached = Vec::with_capacity(inputs.capacity());
+        for input in drv.input_derivations() {
+            let Some(hashes) = cache.get(&input.path) else {
+                return Ok(None);
+            };
+            let render = || loaded.path.to_absolute_path_in(&options.store_dir);
+            let (input_loaded, input_drv) = load_one(
+                &options.store_dir,
+                input.path.clone(),
+                options.locate(&input.path),
+                Some(&render),
+            )?;
+            if !input_loaded.path_matches {
+                return Ok(None);
+            }
+            inputs.push(input_drv);
+            cached.push((input.path.clone(), from_cache(hashes)));
+        }
+        let hashes = hash_derivation_both(Ok(drv.clone()), |p| {
+            cached.iter().find(|(c, _)| c == p).map(|(_, h)| h)
+        });
+        rooted.push(Rooted {
+            path: loaded.path,
+            path_matches: loaded.path_matches,
+            drv,
+            hashes,
+            inputs,
+        });
+    }
+    Ok(Some(rooted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::derivation::StoreDir;
+    use crate::derivation::hash::HashOptions;
+
+    /// The kernel fixture in a scratch drv-dir, and its root.
+    fn fixture() -> (tempfile::TempDir, LoadOptions, String) {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir("fixtures/kernel/drvs").unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+        let options = LoadOptions {
+            drv_dirs: vec![dir.path().to_owned()],
+            ..LoadOptions::default()
+        };
+        let root = std::fs::read_to_string("fixtures/kernel/root").unwrap();
+        (dir, options, root.trim().to_owned())
+    }
+
+    fn summary(rooted: &[Rooted]) -> Vec<String> {
+        rooted
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:?} {:?} {:?} {}",
+                    r.hashes.classic,
+                    r.hashes.modulo_meta,
+                    r.hashes.meta,
+                    r.inputs.len()
+                )
+            })
+            .collect()
+    }
+
+    /// A chain of `n` consistent derivations (each the input of the next)
+    /// written to a fresh drv-dir; returns the dir, options and the paths.
+    fn chain(n: usize) -> (tempfile::TempDir, LoadOptions, Vec<StorePath>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = StoreDir::default();
+        let mut paths: Vec<StorePath> = Vec::new();
+        let mut previous: Option<(StorePath, InputHash)> = None;
+        for i in 0..n {
+            let inputs = previous
+                .as_ref()
+                .map(|(p, _)| format!("(\"{}\",[\"out\"])", p.to_absolute_path_in(&store_dir)))
+                .unwrap_or_default();
+            let aterm = format!(
+                "Derive([(\"out\",\"\",\"\",\"\")],[{inputs}],[],\"x86_64-linux\",\"/bin/sh\",[],[(\"i\",\"{i}\"),(\"out\",\"\")])"
+            );
+            let name = format!("c{i}");
+            let draft = Derivation::parse(aterm.into_bytes(), &name, &store_dir).unwrap();
+            let lookup = |p: &StorePath| previous.as_ref().filter(|(q, _)| q == p).map(|(_, h)| *h);
+            let hashes = hash_derivation(&draft, HashOptions::default(), lookup).unwrap();
+            let drv = draft.with_edits(Some(&hashes.outputs), None).unwrap();
+            let hashes = hash_derivation(&drv, HashOptions::default(), lookup).unwrap();
+            let path = drv.drv_path().unwrap();
+            std::fs::write(dir.path().join(path.to_basename()), drv.bytes()).unwrap();
+            previous = Some((path.clone(), hashes.input_hash));
+            paths.push(path);
+        }
+        let options = LoadOptions {
+            drv_dirs: vec![dir.path().to_owned()],
+            ..LoadOptions::default()
+        };
+        (dir, options, paths)
+    }
+
+    #[test]
+    fn the_warm_cache_reads_only_the_roots_and_their_inputs() {
+        let (dir, options, paths) = chain(6);
+        let top = &paths[5];
+        let roots = [top.to_absolute_path_in(&options.store_dir)];
+        let uncached = roots_with_cache(&options, &roots, None).unwrap();
+        assert!(uncached[0].path_matches);
+        assert!(
+            uncached[0]
+                .hashes
+                .classic
+                .as_ref()
+                .unwrap()
+                .output_hash
+                .is_some()
+        );
+        let cache_dir = tempfile::tempdir().unwrap();
+        let mut cache = HashCache::open(cache_dir.path(), &options.store_dir);
+        let cold = roots_with_cache(&options, &roots, Some(&mut cache)).unwrap();
+        assert_eq!(summary(&cold), summary(&uncached));
+
+        // Remove everything below the root's input: only the cache can
+        // answer for it.
+        for path in &paths[..4] {
+            std::fs::remove_file(dir.path().join(path.to_basename())).unwrap();
+        }
+        assert!(roots_with_cache(&options, &roots, None).is_err());
+        let mut cache = HashCache::open(cache_dir.path(), &options.store_dir);
+        let warm = roots_with_cache(&options, &roots, Some(&mut cache)).unwrap();
+        assert_eq!(summary(&warm), summary(&uncached));
+    }
+
+    #[test]
+    fn a_tampered_input_is_not_taken_from_the_cache() {
+        let (dir, options, root) = fixture();
+        let roots = [root];
+        let cache_dir = tempfile::tempdir().unwrap();
+        let mut cache = HashCache::open(cache_dir.path(), &options.store_dir);
+        let cold = roots_with_cache(&options, &roots, Some(&mut cache)).unwrap();
+        // An input's file no longer hashes to its path: the warm path does
+        // not trust the cache for it and the closure is hashed again.
+        let input = &cold[0].drv.input_derivations()[0].path;
+        let file = dir.path().join(input.to_basename());
+        let mut bytes = std::fs::read(&file).unwrap();
+        let at = bytes.len() - 3;
+        bytes[at] = b'x';
+        std::fs::write(&file, bytes).unwrap();
+        let mut cache = HashCache::open(cache_dir.path(), &options.store_dir);
+        let again = roots_with_cache(&options, &roots, Some(&mut cache));
+        let direct = roots_with_cache(&options, &roots, None);
+        assert_eq!(
+            again.map(|r| summary(&r)).map_err(|e| e.to_string()),
+            direct.map(|r| summary(&r)).map_err(|e| e.to_string())
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use drvmeta::closure::cache::HashCache;
 use drvmeta::closure::{Closure, LoadOptions};
 use drvmeta::derivation::StoreDir;
 use drvmeta::provenance::record::{Run, invocation_id, now_rfc3339};
@@ -124,8 +125,12 @@ pub fn hook(args: &HookArgs) -> Result<u8> {
                 ));
             }
         }
-        let facts = drvmeta::provenance::facts(&load_options()?, &drv, &outs, None)
-            .with_context(|| format!("cannot gather the provenance of {drv}"))?;
+        let options = load_options()?;
+        let mut cache =
+            HashCache::default_dir().map(|dir| HashCache::open(&dir, &options.store_dir));
+        let facts =
+            drvmeta::provenance::facts_with_cache(&options, &drv, &outs, None, cache.as_mut())
+                .with_context(|| format!("cannot gather the provenance of {drv}"))?;
         let written =
             drvmeta::provenance::write_records(&args.store.store(), &facts, &args.store.run())?;
         Ok(format!("drvmeta: {drv}: {}", describe(&written)))
@@ -162,10 +167,12 @@ pub struct RecordArgs {
 pub fn record(args: &RecordArgs) -> Result<u8> {
     let options = load_options()?;
     let store = args.store.store();
+    let mut cache = HashCache::default_dir().map(|dir| HashCache::open(&dir, &options.store_dir));
     for arg in &args.drvs {
         let (path, _) = options.resolve_arg(arg)?;
         let drv = path.to_absolute_path_in(&options.store_dir);
-        let facts = drvmeta::provenance::facts(&options, &drv, &[], None)?;
+        let facts =
+            drvmeta::provenance::facts_with_cache(&options, &drv, &[], None, cache.as_mut())?;
         let written = drvmeta::provenance::write_records(&store, &facts, &args.store.run())?;
         println!("{drv}: {}", describe(&written));
     }

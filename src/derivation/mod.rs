@@ -24,7 +24,7 @@ use std::borrow::Cow;
 pub use error::{HashError, ParseError, ParseErrorKind, StorePathError};
 pub use hash::{Hashes, InputHash, OutputPaths};
 pub use store_path::{StoreDir, StorePath};
-pub use write::escape;
+pub use write::{escape, unescape};
 
 /// Byte range of a raw (still escaped) string inside [`Derivation::bytes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,9 +16,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::derivation::StorePath;
 
-use crate::closure::{Closure, LoadOptions, drv_name};
+use crate::closure::cache::HashCache;
+use crate::closure::{LoadOptions, drv_name};
 use crate::error::{Error, Result};
-use crate::hashing::hash_closure;
+use crate::hashing::roots_with_cache;
 use crate::nix_store;
 use kernel::KernelProvenance;
 use record::{Facts, Input, Output, Run};
@@ -54,21 +55,36 @@ pub fn facts(
     out_paths: &[String],
     original: Option<&str>,
 ) -> Result<Facts> {
+    facts_with_cache(options, drv, out_paths, original, None)
+}
+
+/// [`facts`], with the closure hashes taken from (and added to) the
+/// persistent `cache` ([`crate::hashing::roots_with_cache`]): what the
+/// post-build hook uses, so that its cost does not grow with the closure.
+///
+/// # Errors
+/// As [`facts`].
+pub fn facts_with_cache(
+    options: &LoadOptions,
+    drv: &str,
+    out_paths: &[String],
+    original: Option<&str>,
+    cache: Option<&mut HashCache>,
+) -> Result<Facts> {
     let mut roots = vec![drv.to_owned()];
     roots.extend(original.map(str::to_owned));
-    let closure = Closure::load(options, &roots)?;
-    let hashes = hash_closure(&closure);
-    let built = closure.roots()[0];
-    let meta_source = *closure.roots().last().expect("at least one root");
-    let node = &closure.nodes()[built];
-    let derivation = node.derivation()?;
-    let store_dir = closure.store_dir();
-    let name = drv_name(&node.path).to_owned();
+    let rooted = roots_with_cache(options, &roots, cache)?;
+    let store_dir = &options.store_dir;
+    let render = |path: &StorePath| path.to_absolute_path_in(store_dir);
+    let built = &rooted[0];
+    let meta_source = rooted.last().expect("at least one root");
+    let derivation = &built.drv;
+    let name = drv_name(&built.path).to_owned();
     let names: Vec<String> = derivation.outputs().map(|o| o.name.to_owned()).collect();
 
     // Outputs: given, or from the store.
     let out_paths = if out_paths.is_empty() {
-        nix_store::outputs_of(&closure.render(&node.path))?
+        nix_store::outputs_of(&render(&built.path))?
     } else {
         out_paths.to_vec()
     };
@@ -82,7 +98,7 @@ pub fn facts(
             })?;
         let output = output_name_of(&parsed, &name, &names).ok_or_else(|| Error::BadPath {
             path: path.clone(),
-            reason: format!("not an output of {}", closure.render(&node.path)),
+            reason: format!("not an output of {}", render(&built.path)),
         })?;
         outputs.push((output, path.clone()));
     }
@@ -90,15 +106,13 @@ pub fn facts(
 
     // Inputs: outputs of input derivations, and input sources.
     let mut inputs: Vec<Input> = Vec::new();
-    for input in derivation.input_derivations() {
+    for (input, input_drv) in derivation.input_derivations().iter().zip(&built.inputs) {
         let input_path = &input.path;
-        let position = node.input_position(input_path).expect("inputs are loaded");
-        let input_drv = closure.nodes()[position].derivation()?;
         for output in &input.node.outputs {
             let known = input_drv.output(output).and_then(|o| o.path().cloned());
-            let drv_text = closure.render(input_path);
+            let drv_text = render(input_path);
             inputs.push(Input {
-                uri: known.map_or_else(|| format!("{drv_text}^{output}"), |p| closure.render(&p)),
+                uri: known.map_or_else(|| format!("{drv_text}^{output}"), |p| render(&p)),
                 nar_sha256: None,
                 from: Some((drv_text, output.clone())),
             });
@@ -106,7 +120,7 @@ pub fn facts(
     }
     for source in derivation.input_sources() {
         inputs.push(Input {
-            uri: closure.render(source),
+            uri: render(source),
             nar_sha256: None,
             from: None,
         });
@@ -140,7 +154,7 @@ pub fn facts(
             if let Some(path) = paths.iter().find(|p| invalid.contains(*p)) {
                 return Err(Error::Store(format!(
                     "{path} is not valid in the Nix store: build {} first",
-                    closure.render(&node.path)
+                    render(&built.path)
                 )));
             }
             let valid: Vec<String> = candidates
@@ -183,28 +197,28 @@ pub fn facts(
         })
         .collect();
 
-    let meta_hashes = &hashes[meta_source];
+    let meta_hashes = &meta_source.hashes;
     let meta = meta_hashes.meta_object.clone();
     let provenance = meta
         .as_ref()
         .map(KernelProvenance::from_meta)
         .unwrap_or_default();
-    let built_hashes = &hashes[built];
+    let built_hashes = &built.hashes;
+    let same = built.path == meta_source.path;
     let hex = |h: &std::result::Result<crate::hashing::Hashes, String>| {
         h.as_ref()
             .ok()
             .and_then(|h| h.output_hash)
             .map(|h| crate::derivation::store_path::hex(&h))
     };
-    let (classic, modulo) = if meta_source == built {
+    let (classic, modulo) = if same {
         (hex(&built_hashes.classic), hex(&built_hashes.modulo_meta))
     } else {
         (hex(&meta_hashes.classic), hex(&meta_hashes.modulo_meta))
     };
     Ok(Facts {
-        derivation: closure.render(&node.path),
-        original_derivation: (meta_source != built)
-            .then(|| closure.render(&closure.nodes()[meta_source].path)),
+        derivation: render(&built.path),
+        original_derivation: (!same).then(|| render(&meta_source.path)),
         meta,
         opted_in: meta_hashes.meta.opt_in,
         system: String::from_utf8_lossy(&derivation.system()).into_owned(),

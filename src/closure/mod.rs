@@ -23,6 +23,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
+pub mod cache;
+
 /// Where to look for derivations.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
