@@ -19,6 +19,13 @@ pub enum Error {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// A derivation was asked for after its closure released it (a bug of
+    /// the walk that asked).
+    #[error("{path}: the derivation was already released")]
+    Released {
+        /// The derivation.
+        path: String,
+    },
     /// A `.drv` file is not a derivation `ATerm` (the message carries the byte offset).
     #[error("{}: {source}", file.display())]
     Parse {

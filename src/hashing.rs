@@ -20,6 +20,7 @@
 use rayon::prelude::*;
 
 use crate::closure::cache::{CachedHashes, HashCache};
+use crate::closure::walk::{Visit, walk};
 use crate::closure::{Closure, LoadOptions, load_one};
 use crate::derivation::hash::{HashOptions, hash_derivation};
 use crate::derivation::meta::{self, MetaInfo};
@@ -85,6 +86,27 @@ pub fn hash_closure(closure: &Closure) -> Vec<NodeHashes> {
         .collect()
 }
 
+/// Load the closures of `roots` (as [`Closure::load`]) and hash every
+/// derivation (as [`hash_closure`]) in one walk
+/// ([`crate::closure::walk`]): each `.drv` is read and parsed once, hashed
+/// as soon as its inputs are, and dropped right after. The closure keeps no
+/// derivation ([`crate::closure::DrvNode::derivation`] fails on it).
+///
+/// # Errors
+/// As [`Closure::load`].
+pub fn load_and_hash(
+    options: &LoadOptions,
+    roots: &[String],
+    progress: &mut (dyn FnMut(usize) + Send),
+) -> crate::Result<(Closure, Vec<NodeHashes>)> {
+    walk(options, roots, false, progress, &|visit: &Visit<
+        '_,
+        NodeHashes,
+    >| {
+        hash_derivation_both(Ok(visit.drv), |path| visit.input(path))
+    })
+}
+
 /// Hash one derivation of `closure` whose inputs are all in `done`.
 fn hash_node(closure: &Closure, index: usize, done: &[Option<NodeHashes>]) -> NodeHashes {
     let node = &closure.nodes()[index];
@@ -92,14 +114,15 @@ fn hash_node(closure: &Closure, index: usize, done: &[Option<NodeHashes>]) -> No
         let position = node.input_position(path)?;
         done[position].as_ref()
     };
-    hash_derivation_both(node.derivation().map_err(|error| error.to_string()), input)
+    let drv = node.derivation().map_err(|error| error.to_string());
+    hash_derivation_both(drv.as_ref().map_err(Clone::clone), input)
 }
 
 /// Hash one parsed derivation (or record why it could not be read), given
 /// the results of its input derivations: `input` answers for every input
 /// derivation path.
 pub fn hash_derivation_both<'a>(
-    drv: Result<Derivation, String>,
+    drv: Result<&Derivation, String>,
     input: impl Fn(&StorePath) -> Option<&'a NodeHashes>,
 ) -> NodeHashes {
     let drv = match drv {
@@ -120,24 +143,24 @@ pub fn hash_derivation_both<'a>(
             input(path).and_then(|node| pick(node).as_ref().ok().map(|h| h.input_hash))
         }
     };
-    let classic = hash_derivation(&drv, HashOptions::default(), scheme(|r| &r.classic))
+    let classic = hash_derivation(drv, HashOptions::default(), scheme(|r| &r.classic))
         .map_err(|error| error.to_string());
-    let info = meta::inspect(&drv);
+    let analysis = meta::analyse(drv);
+    let info = analysis.info;
     let inputs_unchanged = drv.input_derivations().iter().all(|i| {
         input(&i.path).is_some_and(|node| match (&node.classic, &node.modulo_meta) {
             (Ok(classic), Ok(modulo)) => classic.input_hash == modulo.input_hash,
             _ => false,
         })
     });
-    let recorded = recorded_outputs(&drv);
+    let recorded = recorded_outputs(drv);
     let modulo_meta = if !info.opt_in && inputs_unchanged {
         classic.clone()
     } else {
-        let stripped = meta::stripped_json_raw(&drv);
         hash_derivation(
-            &drv,
+            drv,
             HashOptions {
-                json: stripped.as_deref(),
+                json: analysis.stripped_raw.as_deref(),
                 set_outputs: true,
             },
             scheme(|r| &r.modulo_meta),
@@ -145,7 +168,7 @@ pub fn hash_derivation_both<'a>(
         .map_err(|error| error.to_string())
     };
     NodeHashes {
-        meta_object: meta::meta_object(&drv),
+        meta_object: analysis.object,
         recorded,
         meta: info,
         classic,
@@ -188,6 +211,15 @@ pub fn meta_normal_form(
         })
         .cloned()
         .collect();
+    let recorded = recorded_outputs(drv);
+    let unchanged = stripped.is_none()
+        && set
+            .iter()
+            .all(|(name, path)| recorded.iter().any(|(n, p)| n == name && p == path));
+    if unchanged {
+        // Already its own meta-normal form: nothing to print again.
+        return Ok((drv.clone(), hashes));
+    }
     let normal = drv
         .with_edits(Some(&set), stripped.as_deref())
         .map_err(|error| format!("the meta-normal form does not parse: {error}"))?;
@@ -366,7 +398,7 @@ fn warm_roots(
             inputs.push(input_drv);
             cached.push((input.path.clone(), from_cache(hashes)));
         }
-        let hashes = hash_derivation_both(Ok(drv.clone()), |p| {
+        let hashes = hash_derivation_both(Ok(&drv), |p| {
             cached.iter().find(|(c, _)| c == p).map(|(_, h)| h)
         });
         rooted.push(Rooted {

@@ -60,7 +60,6 @@ pub mod hashing;
 pub mod import;
 
 pub mod nix_store;
-pub mod one_pass;
 pub mod out_dir;
 pub mod provenance;
 pub mod report;

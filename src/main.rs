@@ -17,13 +17,12 @@ fn main() -> ExitCode {
 }
 
 /// Return freed memory to the OS at once instead of after a second (the
-/// default purge delay of mimalloc 3). Commands
-/// that load a closure and then walk it (show, sbom, rewrite, ...) free
-/// parsed derivations all along, and without this the freed pages count in
-/// their peak RSS (sbom of the 20k-derivation bench closure: 145 -> ~120
-/// MB, same time). `hash` does not call it: its one-pass walk peaks low
-/// (1.5x the closure's bytes), and re-faulting purged pages cost it 12% of
-/// its time.
+/// default purge delay of mimalloc 3). Commands that load a closure and
+/// then walk it free memory all along, and without this the freed pages
+/// count in their peak RSS (sbom of the 20k-derivation bench closure: 148
+/// -> ~107 MB, same time). `hash`, `show`, `rewrite` and `strip` do not call
+/// it: re-faulting purged pages cost them 12-25% of their time
+/// (docs/performance.md).
 fn return_freed_memory_at_once() {
     // SAFETY: sets a global option while only the main thread exists; the
     // call takes plain integers.

@@ -124,10 +124,12 @@ fn rewrite_one(
         path: closure.render(&node.path),
         message,
     };
-    let drv = node.with_bytes(|original| {
-        let bytes = subs.apply(original).unwrap_or_else(|| original.to_vec());
-        parse_owned(bytes, drv_name(&node.path), store_dir, &node.file)
-    })?;
+    // Parsed again only when an input's change reaches its bytes.
+    let substituted = node.with_bytes(|original| subs.apply(original));
+    let drv = match substituted {
+        Some(bytes) => parse_owned(bytes, drv_name(&node.path), store_dir, &node.file)?,
+        None => node.derivation()?,
+    };
 
     // Input hashes modulo meta, by the inputs' new paths.
     let inputs: Vec<(&StorePath, &Rewritten)> = node

@@ -234,23 +234,27 @@ impl Shown {
         options: &LoadOptions,
         roots: &[String],
         recursive: bool,
-        progress: impl FnMut(usize),
+        progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<Self> {
-        let mut arena = EntryArena::default();
-        let (closure, rendered) = Closure::load_mapped(
-            options,
-            roots,
-            progress,
-            |path, drv, is_root| {
+        // Entries go into the arena as they are rendered, on the walk's
+        // threads (one short lock per derivation).
+        let arena = std::sync::Mutex::new(EntryArena::default());
+        let (closure, rendered) =
+            Closure::load_mapped(options, roots, progress, |path, drv, is_root| {
                 (recursive || is_root).then(|| {
-                    derivation_json(drv).map_err(|message| Error::Json {
+                    let json = derivation_json(drv).map_err(|message| Error::Json {
                         path: path.to_absolute_path_in(drv.store_dir()),
                         message,
-                    })
+                    })?;
+                    Ok(arena
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(&json))
                 })
-            },
-            |entry| entry.map(|entry| entry.map(|json| arena.push(&json))),
-        )?;
+            })?;
+        let arena = arena
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let positions: Vec<usize> = if recursive {
             (0..closure.nodes().len()).collect()
         } else {

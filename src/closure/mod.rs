@@ -1,18 +1,18 @@
 //! Loading derivations and their closures from the store and `--drv-dir`s.
 //!
-//! Every `.drv` is read once per [`Closure`] and checked by parsing it; the
-//! nodes are kept in dependency order (inputs before dependents), so any walk
-//! that needs the results of the inputs is a single forward pass over
+//! Every command loads through one walker ([`walk`]): each `.drv` is read
+//! once, parsed once by the derivation core, checked against its store
+//! path, and visited as soon as its inputs are. The nodes are kept in
+//! dependency order (inputs before dependents), so any later walk that
+//! needs the results of the inputs is a single forward pass over
 //! [`Closure::nodes`].
 //!
-//! A closure keeps the files' bytes, not the parsed derivations: a parsed
-//! derivation takes about 2.5 times the memory of its file, and a walk needs
-//! each derivation once, so [`DrvNode::derivation`] parses again on demand
-//! and the result is dropped as soon as the walk moves on. Peak memory stays
-//! near the size of the files. A walk that needs only something small from
-//! each derivation takes it while loading instead ([`Closure::load_mapped`],
-//! `show`) and parses each derivation once; `hash` loads and hashes in one
-//! pass ([`crate::one_pass`]).
+//! A parsed [`Derivation`] is its file's bytes plus the spans of its
+//! fields, so [`Closure::load`] keeps them (parse once, for every command).
+//! A walk that needs only something small from each derivation takes it
+//! while loading instead and keeps nothing ([`Closure::load_mapped`] for
+//! `show`, [`crate::hashing::load_and_hash`] for `hash`). The persistent
+//! hash cache of the post-build hook is in [`cache`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 
 pub mod cache;
+pub mod walk;
 
 /// Where to look for derivations.
 #[derive(Debug, Clone, Default)]
@@ -147,25 +148,32 @@ pub struct DrvNode {
     /// Indices in [`Closure::nodes`] of the input derivations, in the order
     /// of `input_paths`.
     pub inputs: Vec<usize>,
-    /// The file's bytes; emptied by [`Closure::release_bytes`]. Behind a
-    /// mutex so that a walk can release them as it goes.
-    bytes: Mutex<Box<[u8]>>,
+    /// The parsed derivation (which owns the file's bytes); `None` once
+    /// released by [`Closure::release_bytes`]. Behind a mutex so that a walk
+    /// can release it as it goes.
+    drv: Mutex<Option<Derivation>>,
     store_dir: StoreDir,
 }
 
 impl DrvNode {
     /// Call `f` with the file's bytes, as read (empty once released).
     pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        f(&self.bytes.lock().unwrap_or_else(PoisonError::into_inner))
+        let drv = self.drv.lock().unwrap_or_else(PoisonError::into_inner);
+        f(drv.as_ref().map_or(&[][..], Derivation::bytes))
     }
 
-    /// Parse the derivation (again: loading checked that it parses).
+    /// The derivation (a copy of the one parsed while loading).
     ///
     /// # Errors
-    /// As [`parse_drv`]; only when the bytes were released with
-    /// [`Closure::release_bytes`].
+    /// [`Error::Released`] once released with [`Closure::release_bytes`].
     pub fn derivation(&self) -> Result<Derivation> {
-        self.with_bytes(|bytes| parse_drv(bytes, drv_name(&self.path), &self.store_dir, &self.file))
+        self.drv
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| Error::Released {
+                path: self.path.to_absolute_path_in(&self.store_dir),
+            })
     }
 
     /// The index in [`Closure::nodes`] of the input derivation `path`.
@@ -191,7 +199,8 @@ pub struct Closure {
 pub(crate) struct Loaded {
     pub(crate) path: StorePath,
     pub(crate) file: PathBuf,
-    pub(crate) bytes: Box<[u8]>,
+    /// The parsed derivation, when the closure keeps it.
+    pub(crate) drv: Option<Derivation>,
     pub(crate) input_paths: Vec<StorePath>,
     pub(crate) path_matches: bool,
 }
@@ -271,7 +280,7 @@ fn check_one(
     let loaded = Loaded {
         path,
         file,
-        bytes: drv.bytes().into(),
+        drv: None,
         input_paths,
         path_matches,
     };
@@ -284,14 +293,14 @@ fn check_one(
 /// As [`Closure::load`], for this one file.
 pub fn read_one(options: &LoadOptions, arg: &str) -> Result<DrvNode> {
     let (path, file) = options.resolve_arg(arg)?;
-    let (loaded, _) = load_one(&options.store_dir, path, file, None)?;
+    let (loaded, drv) = load_one(&options.store_dir, path, file, None)?;
     Ok(DrvNode {
         path: loaded.path,
         file: loaded.file,
         path_matches: loaded.path_matches,
         input_paths: loaded.input_paths,
         inputs: Vec::new(),
-        bytes: Mutex::new(loaded.bytes),
+        drv: Mutex::new(Some(drv)),
         store_dir: options.store_dir.clone(),
     })
 }
@@ -304,113 +313,47 @@ impl Closure {
     /// Bad arguments or `--drv-dir`s, unreadable or unparsable files, missing
     /// inputs (naming the derivation that needs them) and cycles.
     pub fn load(options: &LoadOptions, roots: &[String]) -> Result<Self> {
-        Self::load_with_progress(options, roots, |_| {})
+        Self::load_with_progress(options, roots, &mut |_| {})
     }
 
-    /// [`Self::load`], calling `progress` with the number of derivations
-    /// loaded so far after each batch.
+    /// [`Self::load`], calling `progress` (from the walk's threads) with
+    /// the number of derivations read so far now and then.
     ///
     /// # Errors
     /// As [`Self::load`].
     pub fn load_with_progress(
         options: &LoadOptions,
         roots: &[String],
-        progress: impl FnMut(usize),
+        progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<Self> {
-        Self::load_inner(options, roots, progress, &|_, _, _| (), |()| (), true)
-            .map(|(closure, _)| closure)
+        walk::walk(options, roots, true, progress, &|_: &walk::Visit<
+            '_,
+            (),
+        >| ())
+        .map(|(closure, _)| closure)
     }
 
     /// [`Self::load_with_progress`] for a walk that needs only what `map`
     /// takes from each derivation: `map` is called (on the worker threads)
-    /// with each derivation as it is parsed, its store path and whether it
-    /// is one of `roots`, and `keep` (on the calling thread, in batches as
-    /// they are read) with each result; the files' bytes are not kept, so
-    /// each derivation is parsed once. [`DrvNode::derivation`] fails on the
-    /// closure. The kept values come in [`Self::nodes`] order.
+    /// with each derivation once its inputs were mapped, its store path and
+    /// whether it is one of `roots`; the derivations are not kept, so each
+    /// is parsed once and dropped. [`DrvNode::derivation`] fails on the
+    /// closure. The values come in [`Self::nodes`] order.
     ///
     /// # Errors
     /// As [`Self::load`].
-    pub fn load_mapped<T: Send, U>(
+    pub fn load_mapped<T: Send + Sync>(
         options: &LoadOptions,
         roots: &[String],
-        progress: impl FnMut(usize),
+        progress: &mut (dyn FnMut(usize) + Send),
         map: impl Fn(&StorePath, &Derivation, bool) -> T + Sync,
-        keep: impl FnMut(T) -> U,
-    ) -> Result<(Self, Vec<U>)> {
-        Self::load_inner(options, roots, progress, &map, keep, false)
-    }
-
-    fn load_inner<T: Send, U>(
-        options: &LoadOptions,
-        roots: &[String],
-        mut progress: impl FnMut(usize),
-        map: &(dyn Fn(&StorePath, &Derivation, bool) -> T + Sync),
-        mut keep: impl FnMut(T) -> U,
-        keep_bytes: bool,
-    ) -> Result<(Self, Vec<U>)> {
-        options.check()?;
-        let mut loaded: Vec<Loaded> = Vec::new();
-        let mut kept: Vec<U> = Vec::new();
-        let mut seen: HashMap<StorePath, usize> = HashMap::new();
-        let mut root_paths = Vec::with_capacity(roots.len());
-        // Each wave is read and parsed in parallel; the next wave is the set
-        // of inputs not seen yet, each with the derivation that first needed it.
-        let mut wave: Vec<(StorePath, PathBuf, Option<usize>)> = Vec::new();
-        for arg in roots {
-            let (path, file) = options.resolve_arg(arg)?;
-            root_paths.push(path.clone());
-            if !seen.contains_key(&path) {
-                seen.insert(path.clone(), usize::MAX);
-                wave.push((path, file, None));
-            }
-        }
-        while !wave.is_empty() {
-            let results: Vec<Result<(Loaded, T)>> = wave
-                .into_par_iter()
-                .map(|(path, file, needed_by)| {
-                    let dependent = needed_by.map(|i| {
-                        let done = &loaded;
-                        move || done[i].path.to_absolute_path_in(&options.store_dir)
-                    });
-                    let name = dependent.as_ref().map(|f| f as &dyn Fn() -> String);
-                    let (mut node, drv) = load_one(&options.store_dir, path, file, name)?;
-                    let value = map(&node.path, &drv, dependent.is_none());
-                    if !keep_bytes {
-                        node.bytes = Box::default();
-                    }
-                    Ok((node, value))
-                })
-                .collect();
-            let mut next = Vec::new();
-            for result in results {
-                let (node, value) = result?;
-                let position = loaded.len();
-                seen.insert(node.path.clone(), position);
-                for input in &node.input_paths {
-                    if !seen.contains_key(input) {
-                        seen.insert(input.clone(), usize::MAX);
-                        next.push((input.clone(), options.locate(input), Some(position)));
-                    }
-                }
-                loaded.push(node);
-                kept.push(keep(value));
-            }
-            progress(loaded.len());
-            wave = next;
-        }
-        let edges: Vec<Vec<usize>> = loaded
-            .iter()
-            .map(|node| node.input_paths.iter().map(|input| seen[input]).collect())
-            .collect();
-        let (closure, order) =
-            Self::order(options.store_dir.clone(), loaded, edges, seen, &root_paths)?;
-        let mut kept: Vec<Option<U>> = kept.into_iter().map(Some).collect();
-        let kept = order
-            .into_iter()
-            .map(|old| kept[old].take().expect("each node is placed once"))
-            .collect();
-        Ok((closure, kept))
+    ) -> Result<(Self, Vec<T>)> {
+        walk::walk(options, roots, false, progress, &|visit: &walk::Visit<
+            '_,
+            T,
+        >| {
+            map(visit.path, visit.drv, visit.is_root)
+        })
     }
 
     /// Put loaded derivations in dependency order with an iterative
@@ -474,7 +417,7 @@ impl Closure {
                 path_matches: node.path_matches,
                 input_paths: node.input_paths,
                 inputs,
-                bytes: Mutex::new(node.bytes),
+                drv: Mutex::new(node.drv),
                 store_dir: store_dir.clone(),
             });
         }
@@ -548,9 +491,9 @@ impl Closure {
     pub fn release_bytes_of(&self, positions: impl IntoIterator<Item = usize>) {
         for position in positions {
             *self.nodes[position]
-                .bytes
+                .drv
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Box::default();
+                .unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
 

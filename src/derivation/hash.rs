@@ -180,14 +180,25 @@ pub fn fixed_output_path(
     path.map_err(|error| error.to_string())
 }
 
-/// SHA-256 of `drv` printed in `form`, streamed.
+/// SHA-256 of `drv` printed in `form`: the ATerm is written into a buffer
+/// kept per thread (no allocation once it has grown to the largest
+/// derivation) and hashed in one call, which costs less than feeding the
+/// hasher field by field.
 fn hash_form(drv: &Derivation, form: &Form<'_>) -> [u8; 32] {
-    let mut writer = std::io::BufWriter::with_capacity(8192, Sha256::new());
-    write_aterm(drv, &mut writer, form).expect("hashing cannot fail");
-    let hasher = writer
-        .into_inner()
-        .unwrap_or_else(|_| unreachable!("flushing into a hasher cannot fail"));
-    hasher.finalize().into()
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        buffer.clear();
+        write_aterm(drv, &mut *buffer, form).expect("writing to memory cannot fail");
+        let digest = Sha256::digest(buffer.as_slice()).into();
+        if buffer.capacity() > 1 << 24 {
+            // Do not keep a huge buffer for the rest of the run.
+            *buffer = Vec::new();
+        }
+        digest
+    })
 }
 
 /// The kind all outputs share.

@@ -157,9 +157,45 @@ impl Scan {
     }
 }
 
+/// Everything drvmeta needs of a derivation's `__meta`, from one scan of
+/// its `__json`.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    /// Opt-in state, lints and problems.
+    pub info: MetaInfo,
+    /// The `__meta` object when opted in (and valid JSON).
+    pub object: Option<Map<String, Value>>,
+    /// The raw (escaped) `__json` with meta stripped, when opted in.
+    pub stripped_raw: Option<Vec<u8>>,
+}
+
+/// [`inspect`], [`meta_object`] and [`stripped_json_raw`] at once.
+#[must_use]
+pub fn analyse(drv: &Derivation) -> Analysis {
+    let scan = Scan::of(drv);
+    let info = inspect_scan(drv, scan.as_ref());
+    match scan {
+        Some(scan) if scan.opt_in() => Analysis {
+            info,
+            object: scan
+                .meta_value()
+                .and_then(|v| serde_json::from_slice(v).ok()),
+            stripped_raw: Some(escape(&strip_scan(&scan)).into_owned()),
+        },
+        _ => Analysis {
+            info,
+            ..Analysis::default()
+        },
+    }
+}
+
 /// Inspect a derivation's `__meta`: opt-in state, lints and problems.
 #[must_use]
 pub fn inspect(drv: &Derivation) -> MetaInfo {
+    inspect_scan(drv, Scan::of(drv).as_ref())
+}
+
+fn inspect_scan(drv: &Derivation, scan: Option<&Scan>) -> MetaInfo {
     let mut info = MetaInfo::default();
     if drv.env_raw(JSON_KEY).is_none() {
         if drv.env_raw(META_KEY.as_bytes()).is_some() {
@@ -167,7 +203,7 @@ pub fn inspect(drv: &Derivation) -> MetaInfo {
         }
         return info;
     }
-    let Some(scan) = Scan::of(drv) else {
+    let Some(scan) = scan else {
         return info;
     };
     let required = scan.requires_feature();
@@ -242,6 +278,11 @@ pub fn stripped_json(drv: &Derivation) -> Option<Vec<u8>> {
     if !scan.opt_in() {
         return None;
     }
+    Some(strip_scan(&scan))
+}
+
+/// The stripped text of an opted-in derivation's scan.
+fn strip_scan(scan: &Scan) -> Vec<u8> {
     let features = scan.features.as_ref().map(|(i, elements)| {
         let value = scan.members[*i].value.clone();
         let local: Vec<Range<usize>> = elements
@@ -264,7 +305,7 @@ pub fn stripped_json(drv: &Derivation) -> Option<Vec<u8>> {
         }
         _ => None,
     };
-    Some(splice(&scan.text, &spans, keep, replace))
+    splice(&scan.text, &spans, keep, replace)
 }
 
 /// [`stripped_json`] escaped for the ATerm (what the `__json` field of the

@@ -27,8 +27,20 @@ pub fn encode(bytes: &[u8]) -> String {
     String::from_utf8(out).expect("the alphabet is ASCII")
 }
 
+/// The value of each byte as a digit, 0xff for bytes outside the alphabet.
+const DIGITS: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
 fn digit(c: u8) -> Option<u8> {
-    ALPHABET.iter().position(|&a| a == c).map(|p| p as u8)
+    let d = DIGITS[usize::from(c)];
+    (d != 0xff).then_some(d)
 }
 
 /// Whether `c` is a character of the alphabet.

@@ -360,7 +360,17 @@ pub(super) fn parse(bytes: Vec<u8>, name: &str, store_dir: &StoreDir) -> Result<
         return Err(p.error(p.pos, Kind::Trailing));
     }
     let key = |span: &Span| write::unescape(span.get(&bytes));
-    if !env.windows(2).all(|w| key(&w[0].0) < key(&w[1].0)) {
+    // Keys are compared unescaped; without a backslash that is the raw text.
+    let plain = !env
+        .iter()
+        .any(|(k, _)| memchr::memchr(b'\\', k.get(&bytes)).is_some());
+    let sorted = if plain {
+        env.windows(2)
+            .all(|w| w[0].0.get(&bytes) < w[1].0.get(&bytes))
+    } else {
+        env.windows(2).all(|w| key(&w[0].0) < key(&w[1].0))
+    };
+    if !sorted {
         canonical = false;
         // Nix's `env[key] = value` keeps the last value of a repeated key.
         env.reverse();

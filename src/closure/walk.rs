@@ -1,54 +1,73 @@
-//! Loading and hashing a closure in one pass: each `.drv` is read and parsed
-//! once, and hashed as soon as its inputs are.
+//! The one walker every command loads closures with: each `.drv` is read
+//! and parsed once, and visited as soon as its inputs are.
 //!
-//! [`crate::closure::Closure::load`] followed by
-//! [`crate::hashing::hash_closure`] parses every derivation twice (the
-//! closure keeps the files' bytes, because a parsed derivation takes about
-//! 2.5 times their memory). Here a derivation is parsed when it is read and
-//! kept parsed only until it is hashed, which happens as soon as the last of
-//! its inputs is: a dataflow walk on the rayon pool, with no barrier between
-//! levels. Reading goes depth first (each thread takes the inputs it found
-//! last), so few parsed derivations wait for their inputs at any time and
-//! the bytes are not kept at all.
+//! Reading starts from the roots and follows input derivations in parallel
+//! on the rayon pool, depth first (each thread takes the inputs it found
+//! last). A derivation is *visited* — `visit` is called with it and the
+//! results of its inputs — as soon as the last of its inputs is: a dataflow
+//! walk with no barrier between levels, so `hash` computes a derivation's
+//! hashes as soon as it can and drops the parsed derivation right after
+//! (peak memory stays near the size of the files), while [`Closure::load`]
+//! keeps every derivation for the walks that follow.
 //!
-//! The result is the same closure (without bytes: [`DrvNode::derivation`]
-//! fails on it) and the same hashes as the two-step route gives.
-//!
-//! [`DrvNode::derivation`]: crate::closure::DrvNode::derivation
+//! A cycle makes no derivation on it ready, so the walk ends instead of
+//! waiting forever, and [`Closure::order`] names a derivation on it. When
+//! several derivations fail, the error of the one with the smallest store
+//! path is returned, so the message does not depend on scheduling.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::derivation::{Derivation, StorePath};
-
 use crate::closure::{Closure, LoadOptions, Loaded, load_one};
+use crate::derivation::{Derivation, StorePath};
 use crate::error::{Error, Result};
-use crate::hashing::{NodeHashes, hash_derivation_both};
 
 /// How often (in derivations read) `progress` is called.
 const PROGRESS_EVERY: usize = 256;
 
+/// What a visit sees of one derivation.
+pub struct Visit<'a, T> {
+    /// Its store path.
+    pub path: &'a StorePath,
+    /// The derivation.
+    pub drv: &'a Derivation,
+    /// Whether it was given as a root (and first reached as one).
+    pub is_root: bool,
+    inputs: &'a [(StorePath, Arc<T>)],
+}
+
+impl<'a, T> Visit<'a, T> {
+    /// The result of visiting input derivation `path` (visited before).
+    #[must_use]
+    pub fn input(&self, path: &StorePath) -> Option<&'a T> {
+        // `inputs` follows the derivation's sorted input derivations.
+        self.inputs
+            .binary_search_by(|(candidate, _)| candidate.cmp(path))
+            .ok()
+            .map(|position| &*self.inputs[position].1)
+    }
+}
+
 /// One derivation of the walk.
-struct Slot {
+struct Slot<T> {
     path: StorePath,
     /// The derivation that first asked for it (`None` for a root).
     needed_by: Option<usize>,
-    /// Set once read. (Boxed, as `parsed` is: slots are moved as the
-    /// vector of them grows.)
+    /// Set once read. (Boxed: slots are moved as the vector grows.)
     loaded: Option<Box<Loaded>>,
     /// Slot indices of its inputs, in the order of `loaded.input_paths`.
     inputs: Vec<usize>,
-    /// The parsed derivation, from reading until hashing.
+    /// The parsed derivation, from reading until visiting.
     parsed: Option<Box<Derivation>>,
-    /// Inputs not hashed yet.
+    /// Inputs not visited yet.
     pending: usize,
     /// Derivations waiting for this one.
     dependents: Vec<usize>,
-    hashes: Option<Arc<NodeHashes>>,
+    result: Option<Arc<T>>,
 }
 
-impl Slot {
+impl<T> Slot<T> {
     fn new(path: StorePath, needed_by: Option<usize>) -> Self {
         Self {
             path,
@@ -58,13 +77,13 @@ impl Slot {
             parsed: None,
             pending: 0,
             dependents: Vec::new(),
-            hashes: None,
+            result: None,
         }
     }
 }
 
-struct State<'p> {
-    slots: Vec<Slot>,
+struct State<'p, T> {
+    slots: Vec<Slot<T>>,
     index: HashMap<StorePath, usize>,
     read: usize,
     /// Errors by the slot they belong to.
@@ -72,25 +91,29 @@ struct State<'p> {
     progress: &'p mut (dyn FnMut(usize) + Send),
 }
 
-struct Walk<'o, 'p> {
+struct Walk<'o, 'p, 'v, T> {
     options: &'o LoadOptions,
-    state: Mutex<State<'p>>,
+    keep: bool,
+    visit: &'v (dyn Fn(&Visit<'_, T>) -> T + Sync),
+    state: Mutex<State<'p, T>>,
 }
 
-/// Load the closures of `roots` (as [`Closure::load`]) and hash every
-/// derivation (as [`crate::hashing::hash_closure`]), reading and parsing
-/// each `.drv` once. `progress` is called from the worker threads now and
-/// then with the number of derivations read so far.
+/// Load the closures of `roots` (command-line forms, as [`Closure::load`]
+/// takes them), calling `visit` on every derivation once its inputs are
+/// visited; `keep`: whether the closure keeps the parsed derivations.
+/// `progress` is called from the worker threads now and then with the
+/// number of derivations read so far. Results come in [`Closure::nodes`]
+/// order.
 ///
 /// # Errors
-/// As [`Closure::load`]. When several derivations fail, the error of the one
-/// with the smallest store path is returned, so the message does not depend
-/// on scheduling.
-pub fn load_and_hash(
+/// As [`Closure::load`]; see the module docs for which error is returned.
+pub fn walk<T: Send + Sync>(
     options: &LoadOptions,
     roots: &[String],
+    keep: bool,
     progress: &mut (dyn FnMut(usize) + Send),
-) -> Result<(Closure, Vec<NodeHashes>)> {
+    visit: &(dyn Fn(&Visit<'_, T>) -> T + Sync),
+) -> Result<(Closure, Vec<T>)> {
     options.check()?;
     let mut state = State {
         slots: Vec::new(),
@@ -113,6 +136,8 @@ pub fn load_and_hash(
     }
     let walk = Walk {
         options,
+        keep,
+        visit,
         state: Mutex::new(state),
     };
     rayon::scope(|scope| {
@@ -128,14 +153,14 @@ pub fn load_and_hash(
     finish(options, state, &root_paths)
 }
 
-impl<'p> Walk<'_, 'p> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<'p>> {
+impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<'p, T>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Read and parse derivation `slot` (from `file`, or where
     /// [`LoadOptions::locate`] finds it), register its inputs, start reading
-    /// the new ones and hash it when they are all hashed already.
+    /// the new ones and visit it when they are all visited already.
     fn read<'s>(&'s self, scope: &rayon::Scope<'s>, slot: usize, file: Option<PathBuf>) {
         let (path, needed_by) = {
             let state = self.lock();
@@ -152,15 +177,13 @@ impl<'p> Walk<'_, 'p> {
         let name = dependent.as_ref().map(|f| f as &dyn Fn() -> String);
         let result = load_one(&self.options.store_dir, path, file, name);
         let mut state = self.lock();
-        let (mut loaded, drv) = match result {
+        let (loaded, drv) = match result {
             Ok(done) => done,
             Err(error) => {
                 state.errors.push((slot, error));
                 return;
             }
         };
-        // The file's bytes are not needed any more: the path check is done.
-        loaded.bytes = Box::default();
         let mut new_inputs = Vec::new();
         let mut inputs = Vec::with_capacity(loaded.input_paths.len());
         let mut pending = 0;
@@ -175,7 +198,7 @@ impl<'p> Walk<'_, 'p> {
                     input
                 }
             };
-            if state.slots[input].hashes.is_none() {
+            if state.slots[input].result.is_none() {
                 pending += 1;
                 state.slots[input].dependents.push(slot);
             }
@@ -196,42 +219,46 @@ impl<'p> Walk<'_, 'p> {
             scope.spawn(move |scope| self.read(scope, input, None));
         }
         if pending == 0 {
-            self.hash(scope, slot);
+            self.visit(scope, slot);
         }
     }
 
-    /// Hash derivation `slot`, whose inputs are all hashed, and start
-    /// hashing the dependents this was the last missing input of.
-    fn hash<'s>(&'s self, scope: &rayon::Scope<'s>, slot: usize) {
-        let (drv, inputs) = {
+    /// Visit derivation `slot`, whose inputs are all visited, and start
+    /// visiting the dependents this was the last missing input of.
+    fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, slot: usize) {
+        let (drv, inputs, path, is_root) = {
             let mut state = self.lock();
             let drv = state.slots[slot]
                 .parsed
                 .take()
-                .expect("parsed once, hashed once");
-            let inputs: Vec<(StorePath, Arc<NodeHashes>)> = state.slots[slot]
+                .expect("parsed once, visited once");
+            let inputs: Vec<(StorePath, Arc<T>)> = state.slots[slot]
                 .inputs
                 .iter()
                 .map(|&input| {
                     let input = &state.slots[input];
-                    let hashes = input.hashes.clone().expect("inputs are hashed first");
-                    (input.path.clone(), hashes)
+                    let result = input.result.clone().expect("inputs are visited first");
+                    (input.path.clone(), result)
                 })
                 .collect();
-            (drv, inputs)
+            let this = &state.slots[slot];
+            (drv, inputs, this.path.clone(), this.needed_by.is_none())
         };
-        // `inputs` follows the derivation's sorted input derivations.
-        let hashes = hash_derivation_both(Ok(*drv), |path| {
-            inputs
-                .binary_search_by(|(candidate, _)| candidate.cmp(path))
-                .ok()
-                .map(|position| &*inputs[position].1)
+        let result = (self.visit)(&Visit {
+            path: &path,
+            drv: &drv,
+            is_root,
+            inputs: &inputs,
         });
         drop(inputs);
         let mut ready = Vec::new();
         {
             let mut state = self.lock();
-            state.slots[slot].hashes = Some(Arc::new(hashes));
+            let this = &mut state.slots[slot];
+            this.result = Some(Arc::new(result));
+            if self.keep {
+                this.loaded.as_mut().expect("read before visited").drv = Some(*drv);
+            }
             for dependent in std::mem::take(&mut state.slots[slot].dependents) {
                 let waiting = &mut state.slots[dependent].pending;
                 *waiting -= 1;
@@ -241,19 +268,19 @@ impl<'p> Walk<'_, 'p> {
             }
         }
         for dependent in ready {
-            scope.spawn(move |scope| self.hash(scope, dependent));
+            scope.spawn(move |scope| self.visit(scope, dependent));
         }
     }
 }
 
 /// Report the first error, or put the walk's result in closure order. A
-/// derivation left unhashed without an error is on or above a cycle, which
-/// [`Closure`]'s ordering names.
-fn finish(
+/// derivation left unvisited without an error is on or above a cycle, which
+/// [`Closure::order`] names.
+fn finish<T>(
     options: &LoadOptions,
-    state: State<'_>,
+    state: State<'_, T>,
     roots: &[StorePath],
-) -> Result<(Closure, Vec<NodeHashes>)> {
+) -> Result<(Closure, Vec<T>)> {
     let State {
         slots,
         index,
@@ -264,11 +291,11 @@ fn finish(
         errors.sort_by(|(a, _), (b, _)| slots[*a].path.cmp(&slots[*b].path));
         return Err(errors.swap_remove(0).1);
     }
-    let mut hashes: Vec<Option<Arc<NodeHashes>>> = Vec::with_capacity(slots.len());
+    let mut results: Vec<Option<Arc<T>>> = Vec::with_capacity(slots.len());
     let mut loaded = Vec::with_capacity(slots.len());
     let mut edges = Vec::with_capacity(slots.len());
     for slot in slots {
-        hashes.push(slot.hashes);
+        results.push(slot.result);
         loaded.push(
             *slot
                 .loaded
@@ -277,12 +304,14 @@ fn finish(
         edges.push(slot.inputs);
     }
     let (closure, order) = Closure::order(options.store_dir.clone(), loaded, edges, index, roots)?;
-    let mut ordered = Vec::with_capacity(hashes.len());
+    let mut ordered = Vec::with_capacity(results.len());
     for (node, old) in closure.nodes().iter().zip(order) {
-        let hashes = hashes[old].take().ok_or_else(|| Error::Cycle {
+        let result = results[old].take().ok_or_else(|| Error::Cycle {
             path: closure.render(&node.path),
         })?;
-        ordered.push(Arc::into_inner(hashes).expect("the walk holds no other reference"));
+        let result = Arc::try_unwrap(result)
+            .unwrap_or_else(|_| unreachable!("the walk holds no other reference"));
+        ordered.push(result);
     }
     Ok((closure, ordered))
 }
@@ -290,7 +319,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hashing::hash_closure;
+    use crate::hashing::{NodeHashes, hash_closure, load_and_hash};
     use crate::report;
 
     fn fixture(drvs: &str, root: &str) -> (LoadOptions, Vec<String>) {
@@ -307,7 +336,7 @@ mod tests {
         load_and_hash(options, roots, &mut |_| {})
     }
 
-    /// The walk gives what loading and then hashing gives, in the same
+    /// Hashing while walking gives what loading and then hashing gives, in the same
     /// closure order (`Closure::nodes`), for both example closures.
     #[test]
     fn one_pass_agrees_with_load_then_hash() {
@@ -331,8 +360,9 @@ mod tests {
                 report::build(&reference, &reference_hashes, &all),
                 "{drvs}"
             );
-            // Nothing is kept but the hashes: the walk drops the bytes.
+            // Nothing is kept but the hashes: the walk drops the derivations.
             assert!(closure.nodes()[0].derivation().is_err());
+            assert!(reference.nodes()[0].derivation().is_ok());
         }
     }
 
