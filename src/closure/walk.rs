@@ -11,7 +11,7 @@
 //! keeps every derivation for the walks that follow.
 //!
 //! A cycle makes no derivation on it ready, so the walk ends instead of
-//! waiting forever, and [`Closure::order`] names a derivation on it. When
+//! waiting forever, and the closure ordering names a derivation on it. When
 //! several derivations fail, the error of the one with the smallest store
 //! path is returned, so the message does not depend on scheduling.
 
@@ -275,7 +275,7 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
 
 /// Report the first error, or put the walk's result in closure order. A
 /// derivation left unvisited without an error is on or above a cycle, which
-/// [`Closure::order`] names.
+/// the closure ordering names.
 fn finish<T>(
     options: &LoadOptions,
     state: State<'_, T>,
