@@ -377,6 +377,13 @@ pub(super) fn parse(bytes: Vec<u8>, name: &str, store_dir: &StoreDir) -> Result<
         env.sort_by(|a, b| key(&a.0).cmp(&key(&b.0)));
         env.dedup_by(|a, b| key(&a.0) == key(&b.0));
     }
+    // Vectors grew by doubling: give the slack back, since a closure keeps
+    // (or a walk parks) thousands of these.
+    outputs.shrink_to_fit();
+    input_drvs.shrink_to_fit();
+    input_srcs.shrink_to_fit();
+    args.shrink_to_fit();
+    env.shrink_to_fit();
     Ok(Derivation {
         name: name.to_owned(),
         store_dir: store_dir.clone(),
