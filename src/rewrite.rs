@@ -169,9 +169,15 @@ fn rewrite_one(
             }
         }
     };
-    let bytes = result.to_aterm_bytes();
+    // Every derivation the walk makes is printed canonically, so its bytes
+    // are its ATerm: hash them for the path and hand them over, uncopied.
     let path = result.drv_path().map_err(|error| fail(error.to_string()))?;
     let references = result.references().cloned().collect();
+    let bytes = if result.is_canonical() {
+        result.into_bytes()
+    } else {
+        result.to_aterm_bytes()
+    };
     Ok(Rewritten {
         changed: path != node.path,
         path,

@@ -151,7 +151,7 @@ pub struct DrvNode {
     /// The parsed derivation (which owns the file's bytes); `None` once
     /// released by [`Closure::release_bytes`]. Behind a mutex so that a walk
     /// can release it as it goes.
-    drv: Mutex<Option<Derivation>>,
+    drv: Mutex<Option<Box<Derivation>>>,
     store_dir: StoreDir,
 }
 
@@ -159,7 +159,7 @@ impl DrvNode {
     /// Call `f` with the file's bytes, as read (empty once released).
     pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         let drv = self.drv.lock().unwrap_or_else(PoisonError::into_inner);
-        f(drv.as_ref().map_or(&[][..], Derivation::bytes))
+        f(drv.as_deref().map_or(&[][..], Derivation::bytes))
     }
 
     /// The derivation (a copy of the one parsed while loading).
@@ -170,7 +170,8 @@ impl DrvNode {
         self.drv
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_deref()
+            .cloned()
             .ok_or_else(|| Error::Released {
                 path: self.path.to_absolute_path_in(&self.store_dir),
             })
@@ -200,7 +201,7 @@ pub(crate) struct Loaded {
     pub(crate) path: StorePath,
     pub(crate) file: PathBuf,
     /// The parsed derivation, when the closure keeps it.
-    pub(crate) drv: Option<Derivation>,
+    pub(crate) drv: Option<Box<Derivation>>,
     pub(crate) input_paths: Vec<StorePath>,
     pub(crate) path_matches: bool,
 }
@@ -300,7 +301,7 @@ pub fn read_one(options: &LoadOptions, arg: &str) -> Result<DrvNode> {
         path_matches: loaded.path_matches,
         input_paths: loaded.input_paths,
         inputs: Vec::new(),
-        drv: Mutex::new(Some(drv)),
+        drv: Mutex::new(Some(Box::new(drv))),
         store_dir: options.store_dir.clone(),
     })
 }

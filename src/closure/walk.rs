@@ -257,7 +257,7 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
             let this = &mut state.slots[slot];
             this.result = Some(Arc::new(result));
             if self.keep {
-                this.loaded.as_mut().expect("read before visited").drv = Some(*drv);
+                this.loaded.as_mut().expect("read before visited").drv = Some(drv);
             }
             for dependent in std::mem::take(&mut state.slots[slot].dependents) {
                 let waiting = &mut state.slots[dependent].pending;

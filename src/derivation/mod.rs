@@ -302,11 +302,14 @@ impl Derivation {
     /// # Errors
     /// When the name does not make a valid store path name.
     pub fn drv_path(&self) -> Result<StorePath, StorePathError> {
-        self.store_dir.make_text_path(
-            &format!("{}.drv", self.name),
-            &self.to_aterm_bytes(),
-            self.references(),
-        )
+        let name = format!("{}.drv", self.name);
+        if self.canonical {
+            return self
+                .store_dir
+                .make_text_path(&name, &self.bytes, self.references());
+        }
+        self.store_dir
+            .make_text_path(&name, &self.to_aterm_bytes(), self.references())
     }
 
     /// Whether `path` is this derivation's store path: its bytes, as read,

@@ -10,13 +10,15 @@ use super::nixbase32;
 /// Length of a store path's hash part (Nix base-32 of 20 bytes).
 pub const HASH_PART_LEN: usize = 32;
 
-/// A store directory such as `/nix/store` (no trailing slash).
+/// A store directory such as `/nix/store` (no trailing slash). Shared:
+/// every parsed derivation and loaded node holds one, and a clone is a
+/// reference count.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StoreDir(String);
+pub struct StoreDir(std::sync::Arc<str>);
 
 impl Default for StoreDir {
     fn default() -> Self {
-        Self("/nix/store".to_owned())
+        Self("/nix/store".into())
     }
 }
 
@@ -39,7 +41,7 @@ impl StoreDir {
         if !path.starts_with('/') || path.len() < 2 || path.contains(':') {
             return Err(StorePathError::BadStoreDir(path));
         }
-        Ok(Self(path))
+        Ok(Self(path.into()))
     }
 
     /// The directory as a string.
@@ -58,7 +60,7 @@ impl StoreDir {
             .and_then(|rest| rest.strip_prefix(b"/"))
             .ok_or_else(|| StorePathError::NotInStore {
                 path: String::from_utf8_lossy(path).into_owned(),
-                store_dir: self.0.clone(),
+                store_dir: self.0.to_string(),
             })?;
         StorePath::from_basename(base)
     }
