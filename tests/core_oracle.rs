@@ -46,7 +46,10 @@ fn compare_closure(closure: &Closure, counts: &mut Counts, context: &str) {
         let bytes = std::fs::read(&node.file).unwrap();
         // Whatever Nix wrote prints back byte for byte.
         assert!(drv.is_canonical(), "{context}: not canonical");
-        assert!(drv.to_aterm_bytes() == bytes, "{context}: print(parse(bytes)) != bytes");
+        assert!(
+            drv.to_aterm_bytes() == bytes,
+            "{context}: print(parse(bytes)) != bytes"
+        );
         let oracle = nix_derivation::Derivation::from_aterm_bytes_in(
             &bytes,
             drv.name(),
