@@ -235,8 +235,9 @@ fn the_example_walkthrough() {
         )),
     );
 
-    // 1. Build with the hook.
-    let hook = support::write_hook_script(dir.path(), records_arg);
+    // 1. Build with the hook, signing with a key Nix made.
+    let (secret, public) = support::nix_key(dir.path(), "walkthrough-1");
+    let hook = support::write_hook_script(dir.path(), records_arg, Some(&secret));
     let build = support::nix("nix-store")
         .args(["--realise", &first])
         .args(support::META_BUILD_OPTIONS)
@@ -259,9 +260,24 @@ fn the_example_walkthrough() {
     assert_eq!(diff["verdict"], "meta-only", "{diff}");
 
     // 3. realise both: the second builds nothing.
-    let one = drvmeta(&["realise", "--records", records_arg, &first]);
+    let key_arg = secret.to_str().unwrap();
+    let one = drvmeta(&[
+        "realise",
+        "--records",
+        records_arg,
+        "--signing-key",
+        key_arg,
+        &first,
+    ]);
     assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
-    let two = drvmeta(&["realise", "--records", records_arg, &second]);
+    let two = drvmeta(&[
+        "realise",
+        "--records",
+        records_arg,
+        "--signing-key",
+        key_arg,
+        &second,
+    ]);
     assert_eq!(two.status.code(), Some(0), "{}", stderr(&two));
     assert!(!stderr(&two).contains("building"), "{}", stderr(&two));
     assert_eq!(one.stdout, two.stdout);
@@ -269,7 +285,15 @@ fn the_example_walkthrough() {
 
     // 4. provenance show and verify, for the hook's build and the realised one.
     for out in [&built, &realised] {
-        let verify = drvmeta(&["provenance", "verify", "--records", records_arg, out]);
+        let verify = drvmeta(&[
+            "provenance",
+            "verify",
+            "--records",
+            records_arg,
+            "--trusted-key",
+            &public,
+            out,
+        ]);
         assert_eq!(verify.status.code(), Some(0), "{out}: {}", stderr(&verify));
     }
     let show = drvmeta(&["provenance", "show", "--records", records_arg, &realised]);

@@ -1,6 +1,8 @@
 //! Provenance end to end with real Nix 2.8: a kernel-like build with the
-//! post-build hook, validation with in-toto-attestation, verify and
-//! tampering, realise without rebuild, concurrency and crashes, bad input.
+//! post-build hook signing with a key Nix made, DSSE envelopes checked with
+//! Python's `cryptography` and the Statement with in-toto-attestation,
+//! verify against trusted keys, the attacks of the trust issue, realise
+//! without rebuild, concurrency and crashes, bad input.
 
 mod support;
 
@@ -76,12 +78,41 @@ fn commit(n: u8) -> String {
 }
 
 fn drvmeta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+    drvmeta_env(args, &[])
+}
+
+fn drvmeta_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drvmeta"));
+    command
         .args(args)
         .env("NIX_CONFIG", support::NIX_CONFIG)
         .env_remove("DRVMETA_RECORDS")
-        .output()
-        .unwrap()
+        .env_remove("DRVMETA_SIGNING_KEY")
+        .env_remove("DRVMETA_TRUSTED_KEYS");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+/// `provenance verify` trusting exactly `keys`.
+fn verify_trusting(records: &str, keys: &[&str], path: &str) -> Output {
+    let mut args = vec!["provenance", "verify", "--records", records];
+    for key in keys {
+        args.extend(["--trusted-key", key]);
+    }
+    args.push(path);
+    drvmeta(&args)
+}
+
+/// The Statement inside a record file (a DSSE envelope).
+fn statement_of(file: &Path) -> serde_json::Value {
+    let envelope: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
 }
 
 fn stderr(output: &Output) -> String {
@@ -90,10 +121,16 @@ fn stderr(output: &Output) -> String {
 
 /// Build `expr` with `drvmeta hook` as Nix's post-build-hook writing into
 /// `records`; returns the output paths and the build log.
-fn build_with_hook(dir: &Path, expr: &str, records: &Path, args: &[&str]) -> (Vec<String>, String) {
+fn build_with_hook(
+    dir: &Path,
+    expr: &str,
+    records: &Path,
+    key: Option<&Path>,
+    args: &[&str],
+) -> (Vec<String>, String) {
     let file = dir.join("kernel.nix");
     std::fs::write(&file, expr).unwrap();
-    let hook = support::write_hook_script(dir, records.to_str().unwrap());
+    let hook = support::write_hook_script(dir, records.to_str().unwrap(), key);
     let output = support::nix("nix-build")
         .arg(&file)
         .args(args)
@@ -122,7 +159,10 @@ fn build_with_hook(dir: &Path, expr: &str, records: &Path, args: &[&str]) -> (Ve
 fn record_files(records: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = walk(records)
         .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(".intoto.json"))
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(".dsse.json") || name.ends_with(".intoto.json")
+        })
         .collect();
     files.sort();
     files
@@ -153,33 +193,60 @@ fn nix_nar_hash_hex(path: &str) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Validate statements with in-toto-attestation (PyPI): Statement.validate()
-/// and the predicate parsed into the SLSA v1 Provenance protobuf.
-fn validate_with_in_toto(files: &[PathBuf]) {
+/// Check records with independent implementations: each file is a DSSE
+/// envelope whose signatures verify with Python's `cryptography` (ed25519
+/// over DSSE's PAE, written out here) against the public keys Nix wrote
+/// (`name:base64`), and whose payload passes in-toto-attestation's
+/// Statement.validate() and parses into the SLSA v1 Provenance protobuf.
+/// Returns the number of signatures verified.
+fn validate_records(files: &[PathBuf], public_keys: &[&str]) -> usize {
     let script = r#"
-import json, sys
+import base64, json, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf import json_format
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.statement import Statement
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
-for f in sys.argv[1:]:
-    text = open(f).read()
+keys = {}
+for k in json.loads(sys.argv[1]):
+    name, b64 = k.split(":", 1)
+    keys[name] = Ed25519PublicKey.from_public_bytes(base64.b64decode(b64))
+def pae(t, body):
+    t = t.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
+signed = 0
+for f in sys.argv[2:]:
+    envelope = json.load(open(f))
+    assert envelope["payloadType"] == "application/vnd.in-toto+json", f
+    payload = base64.b64decode(envelope["payload"])
+    for s in envelope["signatures"]:
+        keys[s["keyid"]].verify(base64.b64decode(s["sig"]), pae(envelope["payloadType"], payload))
+        signed += 1
+    text = payload.decode()
     Statement.copy_from_pb(json_format.Parse(text, statement_pb2.Statement())).validate()
     json_format.ParseDict(json.loads(text)["predicate"], provenance_pb2.Provenance())
-print("valid", len(sys.argv) - 1)
+print("valid", len(sys.argv) - 2, "signatures", signed)
 "#;
-    let output = Command::new("python3").arg("-c").arg(script).args(files).output().expect(
-        "python3 runs (the tests need it with in-toto-attestation: pip install in-toto-attestation)",
-    );
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(serde_json::to_string(public_keys).unwrap())
+        .args(files)
+        .output()
+        .expect("python3 runs (pip install in-toto-attestation cryptography)");
     assert!(
         output.status.success(),
-        "in-toto-attestation rejects a record (pip install in-toto-attestation if it is missing):\n{}",
+        "a record does not check out (pip install in-toto-attestation cryptography if missing):\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let words: Vec<&str> = stdout.split_whitespace().collect();
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        format!("valid {}", files.len())
+        words[..2],
+        ["valid", &files.len().to_string()[..]],
+        "{stdout}"
     );
+    words[3].parse().unwrap()
 }
 
 #[test]
@@ -187,10 +254,12 @@ fn hook_records_verify_and_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let records = dir.path().join("records");
     let kernel_commit = commit(1);
+    let (secret, public) = support::nix_key(dir.path(), "builder-1");
     let (outs, log) = build_with_hook(
         dir.path(),
         &kernel_expr(&nonce()),
         &records,
+        Some(&secret),
         &["--argstr", "kernelCommit", &kernel_commit],
     );
     assert!(log.contains("running post-build-hook"), "{log}");
@@ -206,8 +275,7 @@ fn hook_records_verify_and_tampering() {
             .iter()
             .find(|f| f.parent().unwrap().ends_with(hash_part))
             .unwrap_or_else(|| panic!("no record for {out}"));
-        let statement: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let statement = statement_of(file);
         let subject = statement["subject"]
             .as_array()
             .unwrap()
@@ -236,26 +304,59 @@ fn hook_records_verify_and_tampering() {
             finished.ends_with('Z') && !finished.contains('.'),
             "{finished}"
         );
+        assert_eq!(
+            statement["predicate"]["runDetails"]["builder"]["id"], "urn:drvmeta:nix-key:builder-1",
+            "a signed record's builder id names its key"
+        );
     }
-    validate_with_in_toto(&files);
+    assert_eq!(
+        validate_records(&files, &[&public]),
+        2,
+        "both records signed"
+    );
 
     let out = outs.iter().find(|o| !o.ends_with("-dev")).unwrap();
     let records_arg = records.to_str().unwrap();
-    let ok = drvmeta(&["provenance", "verify", "--records", records_arg, out]);
+    let ok = verify_trusting(records_arg, &[&public], out);
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(text.contains("2 kernel file(s) match"), "{text}");
     assert!(
-        String::from_utf8_lossy(&ok.stdout).contains("2 kernel file(s) match"),
+        text.contains("attested by 1 trusted key(s): builder-1"),
+        "{text}"
+    );
+    // Trusted through the environment too, as Nix's trusted-public-keys.
+    let (_, stranger) = support::nix_key(dir.path(), "stranger-1");
+    let by_env = drvmeta_env(
+        &["provenance", "verify", "--records", records_arg, out],
+        &[("DRVMETA_TRUSTED_KEYS", &format!("{stranger} {public}"))],
+    );
+    assert_eq!(by_env.status.code(), Some(0), "{}", stderr(&by_env));
+    // Not trusted: the same record does not count.
+    let untrusted = verify_trusting(records_arg, &[&stranger], out);
+    assert_eq!(untrusted.status.code(), Some(1), "{}", stderr(&untrusted));
+    assert!(
+        stderr(&untrusted).contains("signed by untrusted key builder-1"),
         "{}",
-        String::from_utf8_lossy(&ok.stdout)
+        stderr(&untrusted)
     );
 
-    let show = drvmeta(&["provenance", "show", "--records", records_arg, out]);
+    let show = drvmeta(&[
+        "provenance",
+        "show",
+        "--records",
+        records_arg,
+        "--trusted-key",
+        &public,
+        out,
+    ]);
     assert_eq!(show.status.code(), Some(0), "{}", stderr(&show));
     let text = String::from_utf8_lossy(&show.stdout);
     assert!(
         text.contains(&kernel_commit) && text.contains("(clean)") && text.contains("0.17.0"),
         "{text}"
     );
+    assert!(text.contains("signed by trusted key builder-1"), "{text}");
 
     // Tamper with a copy of the output: a changed file fails verify.
     let copy = dir
@@ -273,7 +374,7 @@ fn hook_records_verify_and_tampering() {
             .success()
     );
     let copy_str = copy.to_str().unwrap();
-    let pristine = drvmeta(&["provenance", "verify", "--records", records_arg, copy_str]);
+    let pristine = verify_trusting(records_arg, &[&public], copy_str);
     assert_eq!(
         pristine.status.code(),
         Some(0),
@@ -283,7 +384,7 @@ fn hook_records_verify_and_tampering() {
     let so = copy.join(VARIANT).join("activation/_activation.so");
     make_writable(&copy);
     std::fs::write(&so, "evil kernel\n").unwrap();
-    let tampered = drvmeta(&["provenance", "verify", "--records", records_arg, copy_str]);
+    let tampered = verify_trusting(records_arg, &[&public], copy_str);
     assert_eq!(tampered.status.code(), Some(1));
     let err = stderr(&tampered);
     assert!(
@@ -298,7 +399,7 @@ fn hook_records_verify_and_tampering() {
         .unwrap()
         .replace(&b64_sha256(INIT_PY), &b64_sha256("other"));
     std::fs::write(&metadata, edited).unwrap();
-    let digest = drvmeta(&["provenance", "verify", "--records", records_arg, copy_str]);
+    let digest = verify_trusting(records_arg, &[&public], copy_str);
     assert_eq!(digest.status.code(), Some(1));
     assert!(
         stderr(&digest).contains("activation/__init__.py"),
@@ -329,9 +430,11 @@ fn realise_twice_with_a_new_commit_builds_nothing_the_second_time() {
         instantiate_kernel_file(&file, &commit(3)),
     );
     assert_ne!(first, second, "the commit is in the derivation");
+    let (secret, public) = support::nix_key(dir.path(), "realiser-1");
     let realise = |drv: &str| {
         Command::new(env!("CARGO_BIN_EXE_drvmeta"))
             .args(["realise", "--records", records.to_str().unwrap(), drv])
+            .env("DRVMETA_SIGNING_KEY", &secret)
             .env(
                 "NIX_CONFIG",
                 format!("{}\nsandbox = false", support::NIX_CONFIG),
@@ -398,7 +501,19 @@ fn realise_twice_with_a_new_commit_builds_nothing_the_second_time() {
         );
         assert_ne!(external["derivation"], external["originalDerivation"]);
     }
-    validate_with_in_toto(&record_files(&records));
+    let files = record_files(&records);
+    assert_eq!(
+        validate_records(&files, &[&public]),
+        files.len(),
+        "all signed"
+    );
+    let verify = verify_trusting(records.to_str().unwrap(), &[&public], &out);
+    assert_eq!(verify.status.code(), Some(0), "{}", stderr(&verify));
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("matches 2 record(s)"),
+        "both commits' records attest the one output: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
     // show by derivation finds its own record only.
     let by_drv = drvmeta(&[
         "provenance",
@@ -471,6 +586,7 @@ fn concurrent_writers_and_killed_writers_never_leave_bad_records() {
                 .arg(&drv)
                 .env("NIX_CONFIG", support::NIX_CONFIG)
                 .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap()
         })
@@ -478,9 +594,10 @@ fn concurrent_writers_and_killed_writers_never_leave_bad_records() {
     for mut child in children {
         assert!(child.wait().unwrap().success());
     }
+    // Every writer's record is kept (each its own builder id), none lost.
     let files = record_files(&records);
-    assert_eq!(files.len(), 2, "one record per output: {files:?}");
-    validate_with_in_toto(&files);
+    assert_eq!(files.len(), 32, "16 records per output: {files:?}");
+    validate_records(&files, &[]);
 
     // Writers killed at random moments leave no partial record.
     let killed = dir.path().join("killed");
@@ -498,7 +615,7 @@ fn concurrent_writers_and_killed_writers_never_leave_bad_records() {
         for file in record_files(&killed) {
             let bytes = std::fs::read(&file).unwrap();
             assert!(
-                serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
+                serde_json::from_slice::<drvmeta::provenance::sign::Envelope>(&bytes).is_ok(),
                 "partial record {}",
                 file.display()
             );
@@ -507,7 +624,7 @@ fn concurrent_writers_and_killed_writers_never_leave_bad_records() {
     // Whatever was interrupted, a later run completes the set.
     let done = drvmeta(&["record", "--records", killed.to_str().unwrap(), &drv]);
     assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
-    validate_with_in_toto(&record_files(&killed));
+    validate_records(&record_files(&killed), &[]);
 }
 
 #[test]
@@ -642,7 +759,8 @@ fn the_hook_handles_content_addressed_and_multi_output_builds() {
 in derivation {{ name = "top"; system = "x86_64-linux"; builder = "/bin/sh"; args = ["-c" "echo ${{ca}} ${{multi.lib}} > $out"]; }}
 "#
     );
-    let (outs, log) = build_with_hook(dir.path(), &expr, &records, &[]);
+    let (secret, public) = support::nix_key(dir.path(), "ca-builder-1");
+    let (outs, log) = build_with_hook(dir.path(), &expr, &records, Some(&secret), &[]);
     assert!(!log.contains("failed with exit code"), "{log}");
     let hook_runs = log.matches("running post-build-hook").count();
     let recorded = log.matches(": recorded ").count();
@@ -654,15 +772,413 @@ in derivation {{ name = "top"; system = "x86_64-linux"; builder = "/bin/sh"; arg
     );
     assert!(recorded >= 4, "{log}");
     let files = record_files(&records);
-    validate_with_in_toto(&files);
+    assert_eq!(validate_records(&files, &[&public]), files.len());
     // The top-level output has a record that verifies.
     let out = &outs[0];
-    let verify = drvmeta(&[
-        "provenance",
-        "verify",
-        "--records",
-        records.to_str().unwrap(),
-        out,
-    ]);
+    let verify = verify_trusting(records.to_str().unwrap(), &[&public], out);
     assert_eq!(verify.status.code(), Some(0), "{}", stderr(&verify));
+}
+
+/// Run `drvmeta hook` by hand with Nix's environment.
+fn hook_with(records: &str, key: &Path, drv: &str, out_paths: &std::ffi::OsStr) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args(["hook", "--records", records, "--signing-key"])
+        .arg(key)
+        .env("DRV_PATH", drv)
+        .env("OUT_PATHS", out_paths)
+        .env("NIX_CONFIG", support::NIX_CONFIG)
+        .output()
+        .unwrap()
+}
+
+/// Run drvmeta with a deadline: a hang is a failure.
+fn drvmeta_within(args: &[&str], seconds: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args(args)
+        .env("NIX_CONFIG", support::NIX_CONFIG)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("drvmeta {args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn forged_changed_untrusted_and_planted_records_never_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let records_arg = records.to_str().unwrap();
+    let (secret, public) = support::nix_key(dir.path(), "builder-1");
+    let (stranger_secret, stranger) = support::nix_key(dir.path(), "stranger-1");
+    let drv = instantiate_kernel(dir.path(), &commit(6));
+    let drv_hash = &drv["/nix/store/".len()..][..32];
+    let outs = support::run(
+        support::nix("nix-store").args(["--query", "--outputs", &drv]),
+        "outputs",
+    );
+    let out = outs
+        .lines()
+        .find(|o| !o.ends_with("-dev"))
+        .unwrap()
+        .to_owned();
+    let out_hash = &out["/nix/store/".len()..][..32];
+
+    // Files planted before the build where a record could be expected: an
+    // empty file, a symlink to /dev/zero and a FIFO at the old predictable
+    // names. None blocks the genuine record; none hangs a reader.
+    let out_dir = records.join(out_hash);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join(format!("{drv_hash}.intoto.json")), b"").unwrap();
+    std::os::unix::fs::symlink("/dev/zero", out_dir.join(format!("{drv_hash}.dsse.json"))).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(out_dir.join(format!("{drv_hash}.fifo.dsse.json")))
+            .status()
+            .unwrap()
+            .success()
+    );
+    support::run(
+        support::nix("nix-store")
+            .args(["--realise", &drv])
+            .args(support::META_BUILD_OPTIONS),
+        "realise",
+    );
+    // The hook, under umask 000.
+    let hooked = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec {} hook --records {records_arg} --signing-key {}",
+            env!("CARGO_BIN_EXE_drvmeta"),
+            secret.display()
+        ))
+        .env("DRV_PATH", &drv)
+        .env(
+            "OUT_PATHS",
+            outs.split_whitespace().collect::<Vec<_>>().join(" "),
+        )
+        .env("NIX_CONFIG", support::NIX_CONFIG)
+        .output()
+        .unwrap();
+    assert_eq!(hooked.status.code(), Some(0), "{}", stderr(&hooked));
+    let genuine: Vec<PathBuf> = record_files(&records)
+        .into_iter()
+        .filter(|f| statement_is_readable(f))
+        .collect();
+    assert_eq!(
+        genuine.len(),
+        2,
+        "one genuine record per output: {genuine:?}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    for file in &genuine {
+        assert_eq!(
+            std::fs::metadata(file).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let parent = file.parent().unwrap();
+        assert_eq!(
+            std::fs::metadata(parent).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+    }
+    let ok = drvmeta_within(
+        &[
+            "provenance",
+            "verify",
+            "--records",
+            records_arg,
+            "--trusted-key",
+            &public,
+            &out,
+        ],
+        30,
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let err = stderr(&ok);
+    assert!(
+        err.contains("a FIFO") && err.contains("a symlink"),
+        "planted files are named: {err}"
+    );
+
+    // A forged record: valid shape, unsigned, naming another derivation,
+    // an evil kernel source and builder.
+    let genuine_out = genuine
+        .iter()
+        .find(|f| f.parent().unwrap().ends_with(out_hash))
+        .unwrap()
+        .clone();
+    let mut forged = statement_of(&genuine_out);
+    let evil_drv = "/nix/store/ffffffffffffffffffffffffffffffff-totally-legit.drv";
+    forged["predicate"]["buildDefinition"]["externalParameters"]["derivation"] = evil_drv.into();
+    forged["predicate"]["buildDefinition"]["externalParameters"]
+        .as_object_mut()
+        .unwrap()
+        .remove("originalDerivation");
+    forged["predicate"]["runDetails"]["builder"]["id"] = "trusted-ci".into();
+    let write_envelope = |statement: &serde_json::Value,
+                          key: Option<&Path>,
+                          drv_hash: &str,
+                          sig_from: Option<&Path>| {
+        let payload = serde_json::to_vec(statement).unwrap();
+        let key = key.map(|k| drvmeta::provenance::sign::SecretKey::read(k).unwrap());
+        let mut envelope = drvmeta::provenance::sign::Envelope::new(&payload, key.as_ref());
+        if let Some(file) = sig_from {
+            let original: drvmeta::provenance::sign::Envelope =
+                serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+            envelope.signatures = original.signatures;
+        }
+        let bytes = serde_json::to_vec(&envelope).unwrap();
+        let store = drvmeta::provenance::store::RecordStore::new(&records);
+        store.write(out_hash, drv_hash, &bytes).unwrap().0
+    };
+    let forged_file = write_envelope(&forged, None, "ffffffffffffffffffffffffffffffff", None);
+    // A changed payload under the genuine signature.
+    let mut changed = statement_of(&genuine_out);
+    changed["predicate"]["buildDefinition"]["resolvedDependencies"][0]["uri"] =
+        "git+https://evil.example/backdoor".into();
+    let changed_file = write_envelope(&changed, None, drv_hash, Some(&genuine_out));
+    // A record signed by a key that is not trusted.
+    let stranger_file = {
+        let mut statement = statement_of(&genuine_out);
+        statement["predicate"]["runDetails"]["builder"]["id"] =
+            "urn:drvmeta:nix-key:stranger-1".into();
+        write_envelope(&statement, Some(&stranger_secret), drv_hash, None)
+    };
+    let verify = drvmeta_within(
+        &[
+            "provenance",
+            "verify",
+            "--records",
+            records_arg,
+            "--trusted-key",
+            &public,
+            "--json",
+            &out,
+        ],
+        30,
+    );
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "the genuine record still verifies: {}",
+        stderr(&verify)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let report = &report["outputs"][0];
+    assert_eq!(report["matching"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["keys"], serde_json::json!(["builder-1"]));
+    let ignored = report["ignored"].to_string();
+    for (file, reason) in [
+        (&forged_file, "unsigned"),
+        (&changed_file, "does not verify"),
+        (&stranger_file, "untrusted key stranger-1"),
+    ] {
+        assert!(
+            ignored.contains(&format!("{}: not counted", file.display()))
+                && ignored.contains(reason),
+            "{} ({reason}) in {ignored}",
+            file.display()
+        );
+    }
+    // show marks each record's trust.
+    let show = drvmeta_within(
+        &[
+            "provenance",
+            "show",
+            "--json",
+            "--records",
+            records_arg,
+            "--trusted-key",
+            &public,
+            &out,
+        ],
+        30,
+    );
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let trust: std::collections::BTreeMap<String, String> = show["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["file"].as_str().unwrap().to_owned(),
+                r["trust"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(trust[forged_file.to_str().unwrap()], "unsigned");
+    assert_eq!(trust[changed_file.to_str().unwrap()], "bad-signature");
+    assert_eq!(trust[stranger_file.to_str().unwrap()], "untrusted");
+    assert_eq!(trust[genuine_out.to_str().unwrap()], "trusted");
+
+    // Without the genuine record nothing counts: the forged, changed and
+    // untrusted ones never make the output verify.
+    std::fs::remove_file(&genuine_out).unwrap();
+    let alone = drvmeta_within(
+        &[
+            "provenance",
+            "verify",
+            "--records",
+            records_arg,
+            "--trusted-key",
+            &public,
+            &out,
+        ],
+        30,
+    );
+    assert_eq!(alone.status.code(), Some(1), "{}", stderr(&alone));
+    assert!(
+        stderr(&alone).contains("no provenance record signed by a trusted key"),
+        "{}",
+        stderr(&alone)
+    );
+    // ... unless asked for, loudly.
+    let loud = drvmeta_within(
+        &[
+            "provenance",
+            "verify",
+            "--records",
+            records_arg,
+            "--allow-unsigned",
+            &out,
+        ],
+        30,
+    );
+    assert!(
+        stderr(&loud).contains("--allow-unsigned"),
+        "{}",
+        stderr(&loud)
+    );
+
+    // Two builders, two keys: independent attestations of one NAR hash.
+    let both = dir.path().join("both");
+    let both_arg = both.to_str().unwrap();
+    for key in [&secret, &stranger_secret] {
+        let recorded = drvmeta(&[
+            "record",
+            "--records",
+            both_arg,
+            "--signing-key",
+            key.to_str().unwrap(),
+            &drv,
+        ]);
+        assert_eq!(recorded.status.code(), Some(0), "{}", stderr(&recorded));
+    }
+    let two = verify_trusting(both_arg, &[&public, &stranger], &out);
+    assert!(
+        String::from_utf8_lossy(&two.stdout)
+            .contains("attested by 2 trusted key(s): builder-1, stranger-1"),
+        "{}",
+        String::from_utf8_lossy(&two.stdout)
+    );
+    let one = verify_trusting(both_arg, &[&public], &out);
+    assert!(
+        String::from_utf8_lossy(&one.stdout).contains("attested by 1 trusted key(s): builder-1"),
+        "{}",
+        String::from_utf8_lossy(&one.stdout)
+    );
+}
+
+fn statement_is_readable(file: &Path) -> bool {
+    std::fs::symlink_metadata(file).is_ok_and(|m| m.is_file())
+        && std::fs::read(file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<drvmeta::provenance::sign::Envelope>(&b).ok())
+            .is_some()
+}
+
+#[test]
+fn the_hook_records_only_what_it_is_given_truthfully() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let records_arg = records.to_str().unwrap();
+    let (secret, _) = support::nix_key(dir.path(), "builder-1");
+    let first = built_kernel(dir.path());
+    let second = built_kernel(dir.path());
+    let outputs = |drv: &str| -> Vec<String> {
+        support::run(
+            support::nix("nix-store").args(["--query", "--outputs", drv]),
+            "outputs",
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    };
+    let (first_outs, second_outs) = (outputs(&first), outputs(&second));
+    let os = |s: &str| std::ffi::OsString::from(s);
+
+    // Another derivation's output with the same name.
+    let other = second_outs.iter().find(|o| !o.ends_with("-dev")).unwrap();
+    let refused = hook_with(records_arg, &secret, &first, &os(other));
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("but that output is"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Duplicates.
+    let out = first_outs.iter().find(|o| !o.ends_with("-dev")).unwrap();
+    let twice = hook_with(records_arg, &secret, &first, &os(&format!("{out} {out}")));
+    assert_eq!(twice.status.code(), Some(1), "{}", stderr(&twice));
+    assert!(stderr(&twice).contains("given twice"), "{}", stderr(&twice));
+
+    // Not UTF-8.
+    use std::os::unix::ffi::OsStrExt as _;
+    let bad = hook_with(
+        records_arg,
+        &secret,
+        &first,
+        std::ffi::OsStr::from_bytes(b"/nix/store/\xff"),
+    );
+    assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("not UTF-8"), "{}", stderr(&bad));
+
+    // A tampered copy of the .drv outside the store.
+    let copy_dir = dir.path().join("copy");
+    std::fs::create_dir_all(&copy_dir).unwrap();
+    let copy = copy_dir.join(first.rsplit('/').next().unwrap());
+    let text = std::fs::read_to_string(&first)
+        .unwrap()
+        .replace(&commit(4), &commit(9));
+    std::fs::write(&copy, text).unwrap();
+    let outside = hook_with(records_arg, &secret, copy.to_str().unwrap(), &os(out));
+    assert_eq!(outside.status.code(), Some(1), "{}", stderr(&outside));
+    assert!(
+        stderr(&outside).contains("not in the store"),
+        "{}",
+        stderr(&outside)
+    );
+    let recorded = drvmeta(&["record", "--records", records_arg, copy.to_str().unwrap()]);
+    assert_eq!(recorded.status.code(), Some(1), "{}", stderr(&recorded));
+    assert!(
+        stderr(&recorded).contains("do not hash to its store path"),
+        "{}",
+        stderr(&recorded)
+    );
+    assert!(record_files(&records).is_empty(), "nothing was recorded");
+
+    // --best-effort turns a refusal into a warning, and records nothing.
+    let best = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args(["hook", "--best-effort", "--records", records_arg])
+        .env("DRV_PATH", &first)
+        .env("OUT_PATHS", other)
+        .env("NIX_CONFIG", support::NIX_CONFIG)
+        .output()
+        .unwrap();
+    assert_eq!(best.status.code(), Some(0));
+    assert!(
+        stderr(&best).contains("warning: provenance not recorded"),
+        "{}",
+        stderr(&best)
+    );
+    assert!(record_files(&records).is_empty());
 }

@@ -10,6 +10,7 @@ use drvmeta::closure::cache::HashCache;
 use drvmeta::closure::{Closure, LoadOptions};
 use drvmeta::derivation::StoreDir;
 use drvmeta::provenance::record::{Run, invocation_id, now_rfc3339};
+use drvmeta::provenance::sign::{PublicKey, SecretKey, nix_trusted_public_keys};
 use drvmeta::provenance::store::{RecordStore, Written};
 use drvmeta::provenance::verify;
 use drvmeta::rewrite::{Mode, rewrite_closure};
@@ -17,26 +18,56 @@ use serde_json::Value;
 
 use super::{EXIT_OK, EXIT_PROBLEM, LoadArgs, UsageError};
 
-/// Where records go and who the builder is.
+/// Where records go, who the builder is, and the key that signs.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// The records directory [default: /nix/var/drvmeta/records when
-    /// writable, else $XDG_STATE_HOME/drvmeta/records].
+    /// The records directory [default: /nix/var/drvmeta/records for root,
+    /// else $XDG_STATE_HOME/drvmeta/records].
     #[arg(long, value_name = "DIR", env = "DRVMETA_RECORDS")]
     records: Option<PathBuf>,
-    /// `runDetails.builder.id` of new records [default:
-    /// urn:drvmeta:builder:<hostname>].
+    /// Sign records with this Nix secret key file (`nix-store
+    /// --generate-binary-cache-key` / `nix key generate-secret` format);
+    /// without one, records are written unsigned.
+    #[arg(long, value_name = "FILE", env = "DRVMETA_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// `runDetails.builder.id` of unsigned records [default:
+    /// urn:drvmeta:builder:<hostname>]; a signed record's is its key's,
+    /// urn:drvmeta:nix-key:<key name>.
     #[arg(long, value_name = "URI", env = "DRVMETA_BUILDER_ID")]
     builder_id: Option<String>,
 }
 
 impl StoreArgs {
     fn store(&self) -> RecordStore {
-        RecordStore::new(
+        let store = RecordStore::new(
             self.records
                 .clone()
-                .unwrap_or_else(RecordStore::default_root),
-        )
+                .unwrap_or_else(RecordStore::default_write_root),
+        );
+        for warning in store.warnings() {
+            eprintln!("drvmeta: warning: {warning}");
+        }
+        store
+    }
+
+    /// The signing key, read once; says on stderr when there is none.
+    fn key(&self) -> Result<Option<SecretKey>> {
+        let Some(file) = &self.signing_key else {
+            eprintln!(
+                "drvmeta: note: no --signing-key (DRVMETA_SIGNING_KEY): records are written unsigned"
+            );
+            return Ok(None);
+        };
+        if self.builder_id.is_some() {
+            bail!(UsageError(
+                "--builder-id names unsigned records' builder; a signed record's builder id is \
+                 its key's (urn:drvmeta:nix-key:<name>)"
+                    .to_owned()
+            ));
+        }
+        Ok(Some(
+            SecretKey::read(file).map_err(|e| UsageError(e.to_string()))?,
+        ))
     }
 
     fn run(&self) -> Run {
@@ -58,6 +89,48 @@ impl StoreArgs {
             invocation_id: invocation_id(),
             finished_on: now_rfc3339(),
         }
+    }
+}
+
+/// Where records are read from, and whose signatures count.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The records directory [default: /nix/var/drvmeta/records whenever it
+    /// is readable, else $XDG_STATE_HOME/drvmeta/records].
+    #[arg(long, value_name = "DIR", env = "DRVMETA_RECORDS")]
+    records: Option<PathBuf>,
+    /// A trusted public key, NAME:BASE64 as in Nix's trusted-public-keys
+    /// (repeatable) [default: DRVMETA_TRUSTED_KEYS (space-separated), else
+    /// Nix's own trusted-public-keys].
+    #[arg(long = "trusted-key", value_name = "NAME:BASE64")]
+    trusted_keys: Vec<String>,
+    /// Count unsigned and untrusted records too (the behaviour before
+    /// records were signed): anyone who can write the store can then make an
+    /// output verify.
+    #[arg(long)]
+    allow_unsigned: bool,
+}
+
+impl TrustArgs {
+    fn store(&self) -> RecordStore {
+        RecordStore::new(
+            self.records
+                .clone()
+                .unwrap_or_else(RecordStore::default_read_root),
+        )
+    }
+
+    fn trusted(&self) -> Result<Vec<PublicKey>> {
+        let parse = |text: &str| {
+            PublicKey::parse_list(text).map_err(|e| UsageError(format!("trusted key: {e}")))
+        };
+        if !self.trusted_keys.is_empty() {
+            return Ok(parse(&self.trusted_keys.join(" "))?);
+        }
+        if let Ok(keys) = std::env::var("DRVMETA_TRUSTED_KEYS") {
+            return Ok(parse(&keys)?);
+        }
+        Ok(nix_trusted_public_keys())
     }
 }
 
@@ -104,11 +177,20 @@ pub fn hook(args: &HookArgs) -> Result<u8> {
             .ok_or_else(|| {
                 anyhow!("DRV_PATH is not set: run drvmeta hook as Nix's post-build-hook")
             })?;
-        let outs: Vec<String> = std::env::var("OUT_PATHS")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
+        let options = load_options()?;
+        if !drv.starts_with(&format!("{}/", options.store_dir)) {
+            bail!(
+                "DRV_PATH {drv} is not in the store {}: refusing to record a copy",
+                options.store_dir
+            );
+        }
+        let outs: Vec<String> = match std::env::var("OUT_PATHS") {
+            Ok(outs) => outs.split_whitespace().map(str::to_owned).collect(),
+            Err(std::env::VarError::NotPresent) => Vec::new(),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                bail!("OUT_PATHS is not UTF-8: refusing to guess which outputs were built")
+            }
+        };
         if outs.is_empty() {
             // Nix 2.8 with ca-derivations enabled sometimes sets no
             // OUT_PATHS. Input-addressed and fixed outputs are known from the
@@ -131,8 +213,13 @@ pub fn hook(args: &HookArgs) -> Result<u8> {
         let facts =
             drvmeta::provenance::facts_with_cache(&options, &drv, &outs, None, cache.as_mut())
                 .with_context(|| format!("cannot gather the provenance of {drv}"))?;
-        let written =
-            drvmeta::provenance::write_records(&args.store.store(), &facts, &args.store.run())?;
+        let key = args.store.key()?;
+        let written = drvmeta::provenance::write_records(
+            &args.store.store(),
+            &facts,
+            &args.store.run(),
+            key.as_ref(),
+        )?;
         Ok(format!("drvmeta: {drv}: {}", describe(&written)))
     })();
     match result {
@@ -167,13 +254,17 @@ pub struct RecordArgs {
 pub fn record(args: &RecordArgs) -> Result<u8> {
     let options = load_options()?;
     let store = args.store.store();
+    let key = args.store.key()?;
     let mut cache = HashCache::default_dir().map(|dir| HashCache::open(&dir, &options.store_dir));
     for arg in &args.drvs {
         let (path, _) = options.resolve_arg(arg)?;
         let drv = path.to_absolute_path_in(&options.store_dir);
+        // The file given is the one read: a copy whose bytes do not hash to
+        // its store path is refused, never recorded under the real path.
         let facts =
-            drvmeta::provenance::facts_with_cache(&options, &drv, &[], None, cache.as_mut())?;
-        let written = drvmeta::provenance::write_records(&store, &facts, &args.store.run())?;
+            drvmeta::provenance::facts_with_cache(&options, arg, &[], None, cache.as_mut())?;
+        let written =
+            drvmeta::provenance::write_records(&store, &facts, &args.store.run(), key.as_ref())?;
         println!("{drv}: {}", describe(&written));
     }
     Ok(EXIT_OK)
@@ -213,9 +304,11 @@ pub fn realise(args: &RealiseArgs) -> Result<u8> {
         drv_dirs: args.load.drv_dirs.clone(),
     };
     let store = args.store.store();
+    let key = args.store.key()?;
     for (original, stripped_root) in &roots {
         let facts = drvmeta::provenance::facts(&options, stripped_root, &[], Some(original))?;
-        let written = drvmeta::provenance::write_records(&store, &facts, &args.store.run())?;
+        let written =
+            drvmeta::provenance::write_records(&store, &facts, &args.store.run(), key.as_ref())?;
         eprintln!("drvmeta: {original}: {}", describe(&written));
     }
     let mut out = io::stdout().lock();
@@ -238,11 +331,12 @@ pub enum ProvenanceCommand {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// Print {"records": [{"output", "file", "statement"}], "problems": […]}.
+    /// Print {"records": [{"output", "file", "trust", "keys", "statement"}],
+    /// "problems": […]}.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    store: StoreArgs,
+    trust: TrustArgs,
     /// Output paths, or derivations (all records of their outputs that name
     /// them).
     #[arg(value_name = "PATH", required = true)]
@@ -251,8 +345,12 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// Print {"outputs": [{"output", "narSha256", "ok", "matching", "keys",
+    /// "ignored", "problems", "kernelFiles", "dirty"}]}.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
-    store: StoreArgs,
+    trust: TrustArgs,
     /// Output paths, or derivations (all their outputs).
     #[arg(value_name = "PATH", required = true)]
     paths: Vec<String>,
@@ -311,7 +409,13 @@ fn revision_line(dependency: &Value) -> String {
     format!("{version}{commit} ({dirty}){source}")
 }
 
-fn summary(out: &mut String, output: &str, file: &std::path::Path, statement: &Value) {
+fn summary(
+    out: &mut String,
+    output: &str,
+    file: &std::path::Path,
+    trust: &drvmeta::provenance::sign::Trust,
+    statement: &Value,
+) {
     use std::fmt::Write as _;
     let external = &statement["predicate"]["buildDefinition"]["externalParameters"];
     let run = &statement["predicate"]["runDetails"];
@@ -330,6 +434,7 @@ fn summary(out: &mut String, output: &str, file: &std::path::Path, statement: &V
         .unwrap_or("?");
     let _ = writeln!(out, "{output} ({name})");
     let _ = writeln!(out, "  record          {}", file.display());
+    let _ = writeln!(out, "  trust           {trust}");
     let _ = writeln!(
         out,
         "  derivation      {}",
@@ -372,7 +477,8 @@ pub fn provenance(command: &ProvenanceCommand) -> Result<u8> {
 }
 
 fn show(args: &ShowArgs) -> Result<u8> {
-    let store = args.store.store();
+    let store = args.trust.store();
+    let trusted = args.trust.trusted()?;
     let mut problems = Vec::new();
     let mut records = Vec::new();
     let mut text = String::new();
@@ -380,13 +486,23 @@ fn show(args: &ShowArgs) -> Result<u8> {
         let (outputs, drv) = outputs_for(path)?;
         let before = records.len();
         for output in outputs {
-            for record in verify::records_of(&store, &output)? {
-                match record.statement {
+            for record in verify::records_of(&store, &output, &trusted)? {
+                match &record.statement {
                     Err(problem) => problems.push(format!("{}: {problem}", record.file.display())),
-                    Ok(statement) if drv.as_deref().is_none_or(|d| names_drv(&statement, d)) => {
-                        summary(&mut text, &output, &record.file, &statement);
+                    Ok(statement) if drv.as_deref().is_none_or(|d| names_drv(statement, d)) => {
+                        summary(&mut text, &output, &record.file, &record.trust, statement);
+                        let keys = match &record.trust {
+                            drvmeta::provenance::sign::Trust::Trusted(keys)
+                            | drvmeta::provenance::sign::Trust::Untrusted(keys) => keys.clone(),
+                            drvmeta::provenance::sign::Trust::BadSignature(key) => {
+                                vec![key.clone()]
+                            }
+                            drvmeta::provenance::sign::Trust::Unsigned => Vec::new(),
+                        };
                         records.push(serde_json::json!({
-                            "output": output, "file": record.file, "statement": statement,
+                            "output": output, "file": record.file,
+                            "trust": record.trust.code(), "keys": keys,
+                            "statement": statement,
                         }));
                     }
                     Ok(_) => {}
@@ -421,8 +537,22 @@ fn show(args: &ShowArgs) -> Result<u8> {
 }
 
 fn verify_paths(args: &VerifyArgs) -> Result<u8> {
-    let store = args.store.store();
+    let store = args.trust.store();
+    let trusted = args.trust.trusted()?;
+    if args.trust.allow_unsigned {
+        eprintln!(
+            "drvmeta: warning: --allow-unsigned: unsigned and untrusted records count, so anyone \
+             who can write {} can make an output verify",
+            store.root().display()
+        );
+    } else if trusted.is_empty() {
+        eprintln!("drvmeta: warning: no trusted keys: no record can count");
+    }
+    for warning in store.warnings() {
+        eprintln!("drvmeta: warning: {warning}");
+    }
     let mut failed = false;
+    let mut reports = Vec::new();
     let mut out = io::stdout().lock();
     for path in &args.paths {
         let (outputs, _) = outputs_for(path)?;
@@ -430,29 +560,60 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
             bail!(UsageError(format!("{path}: no outputs to verify")));
         }
         for output in outputs {
-            let result = verify::verify(&store, &output)?;
+            let result = verify::verify(&store, &output, &trusted, args.trust.allow_unsigned)?;
             for file in &result.dirty {
                 eprintln!(
                     "drvmeta: warning: {}: built from a dirty tree (uncommitted changes)",
                     file.display()
                 );
             }
-            if result.problems.is_empty() {
+            for ignored in &result.ignored {
+                eprintln!("drvmeta: {ignored}");
+            }
+            let ok = result.problems.is_empty();
+            failed |= !ok;
+            if args.json {
+                reports.push(serde_json::json!({
+                    "output": result.output,
+                    "narSha256": result.nar_sha256,
+                    "ok": ok,
+                    "matching": result.matching,
+                    "keys": result.keys,
+                    "ignored": result.ignored,
+                    "problems": result.problems,
+                    "kernelFiles": result.kernel_files,
+                    "dirty": result.dirty,
+                }));
+                continue;
+            }
+            if ok {
+                let attested = if result.keys.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", attested by {} trusted key(s): {}",
+                        result.keys.len(),
+                        result.keys.join(", ")
+                    )
+                };
                 writeln!(
                     out,
-                    "ok {output}: NAR sha256 {} matches {} record(s); {} kernel file(s) match metadata.json",
+                    "ok {output}: NAR sha256 {} matches {} record(s){attested}; {} kernel file(s) match metadata.json",
                     result.nar_sha256,
                     result.matching.len(),
                     result.kernel_files
                 )?;
             } else {
-                failed = true;
                 writeln!(out, "FAILED {output}")?;
                 for problem in &result.problems {
                     eprintln!("drvmeta: {problem}");
                 }
             }
         }
+    }
+    if args.json {
+        serde_json::to_writer(&mut out, &serde_json::json!({ "outputs": reports }))?;
+        writeln!(out)?;
     }
     Ok(if failed { EXIT_PROBLEM } else { EXIT_OK })
 }

@@ -114,10 +114,10 @@ pub struct Output<'a> {
     pub hash: &'a str,
 }
 
-impl Output<'_> {
+impl<'a> Output<'a> {
     /// The recorded path, where one is recorded.
     #[must_use]
-    pub fn path(&self) -> Option<&StorePath> {
+    pub fn path(&self) -> Option<&'a StorePath> {
         match self.kind {
             OutputKind::InputAddressed(path) | OutputKind::Fixed(path) => Some(path),
             _ => None,

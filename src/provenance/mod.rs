@@ -9,6 +9,7 @@
 pub mod kernel;
 pub mod nar;
 pub mod record;
+pub mod sign;
 pub mod store;
 pub mod verify;
 
@@ -79,6 +80,12 @@ pub fn facts_with_cache(
     let built = &rooted[0];
     let meta_source = rooted.last().expect("at least one root");
     let derivation = &built.drv;
+    if !built.path_matches {
+        return Err(Error::BadPath {
+            path: render(&built.path),
+            reason: "its bytes do not hash to its store path: refusing to record it".to_owned(),
+        });
+    }
     let name = drv_name(&built.path).to_owned();
     let names: Vec<String> = derivation.outputs().map(|o| o.name.to_owned()).collect();
 
@@ -100,9 +107,31 @@ pub fn facts_with_cache(
             path: path.clone(),
             reason: format!("not an output of {}", render(&built.path)),
         })?;
+        // Recorded only if it is exactly the output Nix registered: the
+        // path the derivation records, when it records one.
+        if let Some(recorded) = derivation.output(&output).and_then(|o| o.path())
+            && render(recorded) != *path
+        {
+            return Err(Error::BadPath {
+                path: path.clone(),
+                reason: format!(
+                    "named like output {output:?} of {}, but that output is {}",
+                    render(&built.path),
+                    render(recorded)
+                ),
+            });
+        }
         outputs.push((output, path.clone()));
     }
     outputs.sort();
+    if let Some(pair) = outputs.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(Error::BadPath {
+            path: pair[1].1.clone(),
+            reason: format!("output {:?} is given twice", pair[0].0),
+        });
+    }
+    // A subset is fine: Nix 2.8 runs the hook of a content-addressed
+    // derivation's unresolved form with only the outputs that were wanted.
 
     // Inputs: outputs of input derivations, and input sources.
     let mut inputs: Vec<Input> = Vec::new();
@@ -238,9 +267,11 @@ pub fn hash_part(path: &str) -> &str {
     base.get(..crate::substitute::HASH_LEN).unwrap_or(base)
 }
 
-/// Write the record of `facts` for every output. The record is keyed by
-/// the meta-carrying derivation (the original one when there is one).
-/// Returns the record files and whether each was new.
+/// Write the record of `facts` for every output: a DSSE envelope around
+/// the Statement, signed with `key` when given (its builder id is then the
+/// key's, [`verify::builder_id_of_key`]). The record is filed under the
+/// meta-carrying derivation (the original one when there is one). Returns
+/// the record files and whether each was new.
 ///
 /// # Errors
 /// When a record cannot be written.
@@ -248,17 +279,24 @@ pub fn write_records(
     store: &RecordStore,
     facts: &Facts,
     run: &Run,
+    key: Option<&sign::SecretKey>,
 ) -> Result<Vec<(std::path::PathBuf, Written)>> {
-    let statement = record::statement(facts, run);
-    let mut bytes = serde_json::to_vec_pretty(&statement).expect("a statement serialises");
+    let mut run = run.clone();
+    if let Some(key) = key {
+        run.builder_id = verify::builder_id_of_key(key.name());
+    }
+    let statement = record::statement(facts, &run);
+    let payload = serde_json::to_vec(&statement).expect("a statement serialises");
+    let envelope = sign::Envelope::new(&payload, key);
+    let mut bytes = serde_json::to_vec_pretty(&envelope).expect("an envelope serialises");
     bytes.push(b'\n');
-    let key = facts
+    let filed_under = facts
         .original_derivation
         .as_deref()
         .unwrap_or(&facts.derivation);
     facts
         .outputs
         .iter()
-        .map(|output| store.write(hash_part(&output.path), hash_part(key), &bytes))
+        .map(|output| store.write(hash_part(&output.path), hash_part(filed_under), &bytes))
         .collect()
 }

@@ -1,20 +1,38 @@
 //! The record store (DESIGN.md §3.3): a directory laid out like a binary
-//! cache, `<root>/<output-hash-part>/<drv-hash-part>.intoto.json`.
+//! cache, `<root>/<output-hash-part>/<drv-hash-part>.<content>.dsse.json`,
+//! where `<content>` is the first 32 hex digits of the file's SHA-256.
 //!
-//! Writes are atomic (a temporary file in the same directory, fsync,
-//! rename without replacing); concurrent writers of the same record never
-//! leave a partial or corrupt file, and a reader never sees half a record.
-//! Records are immutable: writing one that exists is a no-op.
+//! Several records per output coexist (different builders, rebuilds): a
+//! record's name follows from its own bytes, so a file planted at any
+//! other name — forged, empty, a symlink, another builder's record — never
+//! blocks a genuine one. Writes are atomic (a temporary file in the same
+//! directory, fsync, rename, directory fsync); directories are 0755 and
+//! files 0644 whatever the umask; temporary files of killed writers are
+//! removed by the next writer. Readers open regular files only, without
+//! following a final symlink or blocking, with a size limit. Records of
+//! drvmeta before signing (`<drv-hash-part>.intoto.json`, a bare Statement)
+//! are still read, as unsigned.
 
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use sha2::{Digest as _, Sha256};
+
+use crate::derivation::store_path::hex;
 use crate::error::{Error, Result};
 
-/// The default location when it is writable.
+/// The system-wide store.
 pub const SYSTEM_ROOT: &str = "/nix/var/drvmeta/records";
-/// File name suffix of a record.
-pub const SUFFIX: &str = ".intoto.json";
+/// File name suffix of a record (a DSSE envelope).
+pub const SUFFIX: &str = ".dsse.json";
+/// File name suffix of a record written before records were signed.
+pub const LEGACY_SUFFIX: &str = ".intoto.json";
+/// The largest record drvmeta reads.
+pub const RECORD_LIMIT: u64 = 16 << 20;
+/// A writer's temporary file older than this belongs to a killed writer.
+const STALE_TEMP: Duration = Duration::from_secs(600);
 
 /// A record store rooted at a directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,16 +45,43 @@ pub struct RecordStore {
 pub enum Written {
     /// The record is new.
     New,
-    /// A record for this output and derivation already existed; it was kept.
+    /// The same record (same bytes) was there already.
     Existed,
 }
 
-fn is_writable_dir(dir: &Path) -> bool {
-    std::fs::create_dir_all(dir).is_ok()
-        && tempfile::Builder::new()
-            .prefix(".drvmeta-probe-")
-            .tempfile_in(dir)
-            .is_ok()
+/// The effective uid (`/proc/self` belongs to it).
+fn effective_uid() -> Option<u32> {
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("drvmeta/records")
+}
+
+/// Create `dir` and its missing parents with mode 0755, whatever the umask.
+fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The content part of a record's file name.
+#[must_use]
+pub fn content_name(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes)[..16])
 }
 
 impl RecordStore {
@@ -46,22 +91,33 @@ impl RecordStore {
         Self { root: root.into() }
     }
 
-    /// `/nix/var/drvmeta/records` when writable, else
-    /// `$XDG_STATE_HOME/drvmeta/records` (`~/.local/state/…`).
+    /// Where writers go by default: `/nix/var/drvmeta/records` for root or
+    /// when that directory is the caller's, else
+    /// `$XDG_STATE_HOME/drvmeta/records` (`~/.local/state/…`). Nothing is
+    /// created or probed.
     #[must_use]
-    pub fn default_root() -> PathBuf {
-        let system = PathBuf::from(SYSTEM_ROOT);
-        if is_writable_dir(&system) {
-            return system;
+    pub fn default_write_root() -> PathBuf {
+        let system = Path::new(SYSTEM_ROOT);
+        let uid = effective_uid();
+        let ours = std::fs::metadata(system).is_ok_and(|m| m.is_dir() && Some(m.uid()) == uid);
+        if uid == Some(0) || ours {
+            system.to_owned()
+        } else {
+            state_dir()
         }
-        let state = std::env::var_os("XDG_STATE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| {
-                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"))
-            })
-            .unwrap_or_else(|| PathBuf::from("."));
-        state.join("drvmeta/records")
+    }
+
+    /// Where readers look by default: the system store whenever it is
+    /// readable (an unprivileged user verifies against what the builders
+    /// recorded, not against a store of their own), else the caller's.
+    #[must_use]
+    pub fn default_read_root() -> PathBuf {
+        let system = Path::new(SYSTEM_ROOT);
+        if std::fs::read_dir(system).is_ok() {
+            system.to_owned()
+        } else {
+            state_dir()
+        }
     }
 
     /// The store's root directory.
@@ -70,16 +126,33 @@ impl RecordStore {
         &self.root
     }
 
-    /// Where the record of derivation `drv_hash` for output `output_hash`
-    /// lives (both are 32-character store path hash parts).
+    /// Warnings about the store itself: a root that users other than its
+    /// owner (or root) can write, where anyone could plant records.
     #[must_use]
-    pub fn path_of(&self, output_hash: &str, drv_hash: &str) -> PathBuf {
-        self.root
-            .join(output_hash)
-            .join(format!("{drv_hash}{SUFFIX}"))
+    pub fn warnings(&self) -> Vec<String> {
+        match std::fs::metadata(&self.root) {
+            Ok(meta) if meta.mode() & 0o022 != 0 => vec![format!(
+                "{}: the record store is writable by others (mode {:o}): anyone can add records \
+                 there; trust only signed ones",
+                self.root.display(),
+                meta.mode() & 0o7777
+            )],
+            _ => Vec::new(),
+        }
     }
 
-    /// Write `record` for `output_hash`/`drv_hash` unless one exists.
+    /// Where the record with these bytes of derivation `drv_hash` for
+    /// output `output_hash` (both 32-character hash parts) lives.
+    #[must_use]
+    pub fn path_of(&self, output_hash: &str, drv_hash: &str, record: &[u8]) -> PathBuf {
+        self.root
+            .join(output_hash)
+            .join(format!("{drv_hash}.{}{SUFFIX}", content_name(record)))
+    }
+
+    /// Write `record` for `output_hash`/`drv_hash`. Other records of the
+    /// same output and derivation stay; a file already at this record's
+    /// name that is not this record (planted, damaged) is replaced.
     ///
     /// # Errors
     /// [`Error::Output`] when the directory or file cannot be written.
@@ -89,48 +162,49 @@ impl RecordStore {
         drv_hash: &str,
         record: &[u8],
     ) -> Result<(PathBuf, Written)> {
-        let target = self.path_of(output_hash, drv_hash);
+        let target = self.path_of(output_hash, drv_hash, record);
         let dir = target.parent().expect("a record has a directory");
         let error = |file: &Path, message: String| Error::Output {
             file: file.to_owned(),
             message,
         };
-        if target.exists() {
+        if crate::safe_read::read_regular(&target, false, RECORD_LIMIT)
+            .is_ok_and(|existing| existing == record)
+        {
             return Ok((target, Written::Existed));
         }
-        std::fs::create_dir_all(dir)
+        create_dirs(dir)
             .map_err(|e| error(dir, format!("cannot create the records directory: {e}")))?;
+        remove_stale_temps(dir);
         let mut temp = tempfile::Builder::new()
             .prefix(".drvmeta-")
             .suffix(".tmp")
             .tempfile_in(dir)
             .map_err(|e| error(dir, format!("cannot write a record here: {e}")))?;
         temp.write_all(record)
-            .and_then(|()| temp.as_file().sync_all())
             .and_then(|()| {
-                use std::os::unix::fs::PermissionsExt as _;
                 temp.as_file()
                     .set_permissions(std::fs::Permissions::from_mode(0o644))
             })
+            .and_then(|()| temp.as_file().sync_all())
             .map_err(|e| error(&target, format!("cannot write the record: {e}")))?;
-        match temp.persist_noclobber(&target) {
-            Ok(_) => {
-                // Make the rename itself durable.
-                if let Ok(dir) = std::fs::File::open(dir) {
-                    let _ = dir.sync_all();
-                }
-                Ok((target, Written::New))
-            }
-            // Another writer got there first: records are immutable.
-            Err(_) if target.exists() => Ok((target, Written::Existed)),
-            Err(e) => Err(error(
+        // Rename over whatever is at this name: only this record belongs
+        // there (a symlink is replaced, not followed).
+        temp.persist(&target).map_err(|e| {
+            error(
                 &target,
                 format!("cannot move the record into place: {}", e.error),
-            )),
+            )
+        })?;
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
         }
+        Ok((target, Written::New))
     }
 
-    /// Every record file for output `output_hash`, sorted.
+    /// Every record file for output `output_hash` (current and legacy),
+    /// sorted. Entries that are not files are listed too: reading them
+    /// says what they are.
     ///
     /// # Errors
     /// When the directory exists but cannot be read.
@@ -149,9 +223,104 @@ impl RecordStore {
         let mut files: Vec<PathBuf> = entries
             .filter_map(std::result::Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.to_string_lossy().ends_with(SUFFIX))
+            .filter(|p| {
+                let name = p.to_string_lossy();
+                name.ends_with(SUFFIX) || name.ends_with(LEGACY_SUFFIX)
+            })
             .collect();
         files.sort();
         Ok(files)
+    }
+}
+
+/// Remove `.drvmeta-*.tmp` files of writers killed long enough ago.
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.filter_map(std::result::Result::ok) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".drvmeta-") && name.ends_with(".tmp")) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age > STALE_TEMP);
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUT: &str = "0aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const DRV: &str = "0bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn records_coexist_and_planted_files_never_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::new(dir.path().join("records"));
+        let (first, written) = store.write(OUT, DRV, b"record one").unwrap();
+        assert_eq!(written, Written::New);
+        assert_eq!(
+            store.write(OUT, DRV, b"record one").unwrap().1,
+            Written::Existed
+        );
+        let (second, _) = store.write(OUT, DRV, b"record two").unwrap();
+        assert_ne!(first, second);
+        assert_eq!(store.records_for(OUT).unwrap().len(), 2);
+
+        // A planted file (empty, a symlink to /dev/zero) at the very name
+        // of the next record: replaced, not followed.
+        let third = b"record three";
+        let target = store.path_of(OUT, DRV, third);
+        std::os::unix::fs::symlink("/dev/zero", &target).unwrap();
+        store.write(OUT, DRV, third).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), third);
+        assert!(
+            !std::fs::symlink_metadata(&target)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+
+        // Modes whatever the umask.
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&first), 0o644);
+        assert_eq!(mode(first.parent().unwrap()), 0o755);
+        assert_eq!(mode(store.root()), 0o755);
+        assert!(store.warnings().is_empty());
+        std::fs::set_permissions(store.root(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(store.warnings()[0].contains("writable by others"));
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_by_the_next_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::new(dir.path());
+        store.write(OUT, DRV, b"one").unwrap();
+        let records = dir.path().join(OUT);
+        let stale = records.join(".drvmeta-killed.tmp");
+        let fresh = records.join(".drvmeta-running.tmp");
+        std::fs::write(&stale, b"half").unwrap();
+        std::fs::write(&fresh, b"half").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        store.write(OUT, DRV, b"two").unwrap();
+        assert!(!stale.exists(), "a killed writer's file is removed");
+        assert!(fresh.exists(), "a running writer's file is left alone");
     }
 }

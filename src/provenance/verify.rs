@@ -9,7 +9,8 @@ use serde_json::Value;
 use sha2::Digest as _;
 
 use super::nar::nar_sha256;
-use super::store::RecordStore;
+use super::sign::{Envelope, PublicKey, Trust};
+use super::store::{LEGACY_SUFFIX, RECORD_LIMIT, RecordStore, SUFFIX, content_name};
 use crate::error::Result;
 
 /// A record file read from the store, or why it could not be.
@@ -17,37 +18,133 @@ use crate::error::Result;
 pub struct RecordFile {
     /// The file.
     pub file: PathBuf,
-    /// The statement, or the reason it is unusable.
+    /// What its signatures prove against the trusted keys.
+    pub trust: Trust,
+    /// The statement, or the reason the record is unusable.
     pub statement: std::result::Result<Value, String>,
 }
 
-/// Every record of output `output_path`, each parsed and checked for shape.
+impl RecordFile {
+    /// Whether verification counts this record: well-formed and signed by a
+    /// trusted key (or well-formed at all, with `allow_unsigned`).
+    #[must_use]
+    pub fn counted(&self, allow_unsigned: bool) -> bool {
+        self.statement.is_ok()
+            && (self.trust.is_trusted()
+                || (allow_unsigned && !matches!(self.trust, Trust::BadSignature(_))))
+    }
+}
+
+/// The builder id a record signed by key `name` carries.
+#[must_use]
+pub fn builder_id_of_key(name: &str) -> String {
+    format!("urn:drvmeta:nix-key:{name}")
+}
+
+/// Read and check one record file of output `output_path`.
+fn read_record(file: PathBuf, output_path: &str, trusted: &[PublicKey]) -> RecordFile {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut trust = Trust::Unsigned;
+    let statement = (|| -> std::result::Result<Value, String> {
+        let bytes = crate::safe_read::read_regular(&file, false, RECORD_LIMIT)
+            .map_err(|e| format!("cannot read: {e}"))?;
+        let (drv_hash, payload) = if let Some(stem) = name.strip_suffix(SUFFIX) {
+            let (drv_hash, content) = stem.split_once('.').unwrap_or((stem, ""));
+            if content != content_name(&bytes) {
+                return Err("its name does not match its content (renamed or edited)".to_owned());
+            }
+            let envelope: Envelope =
+                serde_json::from_slice(&bytes).map_err(|e| format!("not a DSSE envelope: {e}"))?;
+            let payload = envelope.payload()?;
+            trust = envelope.trust(trusted);
+            (drv_hash.to_owned(), payload)
+        } else {
+            let stem = name.strip_suffix(LEGACY_SUFFIX).unwrap_or(&name);
+            (stem.to_owned(), bytes)
+        };
+        let value: Value =
+            serde_json::from_slice(&payload).map_err(|e| format!("payload is not JSON: {e}"))?;
+        check_shape(&value, output_path)?;
+        let external = &value["predicate"]["buildDefinition"]["externalParameters"];
+        let keyed = external["originalDerivation"]
+            .as_str()
+            .or_else(|| external["derivation"].as_str())
+            .unwrap_or_default();
+        if super::hash_part(keyed) != drv_hash {
+            return Err(format!(
+                "is filed under derivation {drv_hash} but names {keyed}"
+            ));
+        }
+        if let Trust::Trusted(keys) = &trust {
+            let id = value["predicate"]["runDetails"]["builder"]["id"]
+                .as_str()
+                .unwrap_or_default();
+            if !keys.iter().any(|k| builder_id_of_key(k) == id) {
+                return Err(format!(
+                    "its builder id {id:?} does not name the key that signed it"
+                ));
+            }
+        }
+        Ok(value)
+    })();
+    RecordFile {
+        file,
+        trust,
+        statement,
+    }
+}
+
+/// The shape every record must have: an in-toto Statement v1 with SLSA v1
+/// provenance, subjects with SHA-256 digests, one of them `output_path`.
+fn check_shape(value: &Value, output_path: &str) -> std::result::Result<(), String> {
+    if value["_type"] != super::record::STATEMENT_TYPE
+        || value["predicateType"] != super::record::PREDICATE_TYPE
+        || !value["predicate"].is_object()
+    {
+        return Err("not an in-toto statement with SLSA provenance".to_owned());
+    }
+    let subjects = value["subject"]
+        .as_array()
+        .filter(|s| !s.is_empty())
+        .ok_or("has no subjects")?;
+    for subject in subjects {
+        let digest = subject["digest"]["sha256"].as_str().unwrap_or_default();
+        if subject["name"].as_str().is_none()
+            || digest.len() != 64
+            || !digest.bytes().all(|c| c.is_ascii_hexdigit())
+        {
+            return Err("has a subject without a name and a SHA-256 digest".to_owned());
+        }
+    }
+    if value["predicate"]["buildDefinition"]["externalParameters"]["derivation"]
+        .as_str()
+        .is_none()
+    {
+        return Err("names no derivation".to_owned());
+    }
+    if subject_digest(value, output_path).is_none() {
+        return Err(format!("has no subject for {output_path}"));
+    }
+    Ok(())
+}
+
+/// Every record of output `output_path`, each read safely and checked:
+/// shape, name against content, signatures against `trusted`.
 ///
 /// # Errors
 /// When the records directory cannot be read.
-pub fn records_of(store: &RecordStore, output_path: &str) -> Result<Vec<RecordFile>> {
+pub fn records_of(
+    store: &RecordStore,
+    output_path: &str,
+    trusted: &[PublicKey],
+) -> Result<Vec<RecordFile>> {
     Ok(store
         .records_for(super::hash_part(output_path))?
         .into_iter()
-        .map(|file| {
-            let statement = std::fs::read(&file)
-                .map_err(|e| format!("cannot read: {e}"))
-                .and_then(|bytes| {
-                    serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("not JSON: {e}"))
-                })
-                .and_then(|value| {
-                    if value["_type"] != super::record::STATEMENT_TYPE
-                        || value["predicateType"] != super::record::PREDICATE_TYPE
-                    {
-                        Err("not an in-toto statement with SLSA provenance".to_owned())
-                    } else if subject_digest(&value, output_path).is_none() {
-                        Err(format!("has no subject for {output_path}"))
-                    } else {
-                        Ok(value)
-                    }
-                });
-            RecordFile { file, statement }
-        })
+        .map(|file| read_record(file, output_path, trusted))
         .collect())
 }
 
@@ -207,57 +304,87 @@ pub struct Verification {
     pub output: String,
     /// sha256 (hex) of its NAR, as re-hashed now.
     pub nar_sha256: String,
-    /// Records that agree.
+    /// Counted records that agree.
     pub matching: Vec<PathBuf>,
-    /// Problems: records that disagree or are unusable, digest mismatches.
+    /// The distinct trusted keys whose records attest this NAR hash
+    /// (independent rebuilds agreeing).
+    pub keys: Vec<String>,
+    /// Records not counted, with the reason (unsigned, untrusted, badly
+    /// signed, malformed): listed, never counted.
+    pub ignored: Vec<String>,
+    /// Why verification failed: no counted record matches, a counted
+    /// record disagrees, digest mismatches.
     pub problems: Vec<String>,
     /// Kernel files whose digests were checked.
     pub kernel_files: usize,
-    /// Records that say the kernel or builder tree was dirty.
+    /// Counted records that say the kernel or builder tree was dirty.
     pub dirty: Vec<PathBuf>,
 }
 
-/// Verify `output` against every record of it and its kernels digests.
+/// Verify `output` against its records — only those signed by a `trusted`
+/// key count, or with `allow_unsigned` every well-formed one — and its
+/// kernels digests.
 ///
 /// # Errors
 /// When the output cannot be read or the records directory cannot be read.
-pub fn verify(store: &RecordStore, output: &str) -> Result<Verification> {
+pub fn verify(
+    store: &RecordStore,
+    output: &str,
+    trusted: &[PublicKey],
+    allow_unsigned: bool,
+) -> Result<Verification> {
     let (nar, _) = nar_sha256(Path::new(output))?;
     let mut result = Verification {
         output: output.to_owned(),
         nar_sha256: nar.clone(),
         matching: Vec::new(),
+        keys: Vec::new(),
+        ignored: Vec::new(),
         problems: Vec::new(),
         kernel_files: 0,
         dirty: Vec::new(),
     };
-    let records = records_of(store, output)?;
-    if records.is_empty() {
+    for record in records_of(store, output, trusted)? {
+        let file = record.file.display().to_string();
+        if !record.counted(allow_unsigned) {
+            let reason = match &record.statement {
+                Err(problem) => problem.clone(),
+                Ok(_) => record.trust.to_string(),
+            };
+            result
+                .ignored
+                .push(format!("{file}: not counted: {reason}"));
+            continue;
+        }
+        let statement = record.statement.as_ref().expect("counted records parse");
+        let digest = subject_digest(statement, output).unwrap_or_default();
+        if digest == nar {
+            result.matching.push(record.file.clone());
+            if let Trust::Trusted(keys) = &record.trust {
+                result.keys.extend(keys.iter().cloned());
+            }
+        } else {
+            result.problems.push(format!(
+                "{file}: records NAR sha256 {digest}, but {output} hashes to {nar} ({})",
+                record.trust
+            ));
+        }
+        if is_dirty(statement) {
+            result.dirty.push(record.file.clone());
+        }
+    }
+    result.keys.sort();
+    result.keys.dedup();
+    if result.matching.is_empty() {
+        let what = if allow_unsigned {
+            "no provenance record"
+        } else {
+            "no provenance record signed by a trusted key"
+        };
         result.problems.push(format!(
-            "{output}: no provenance record in {}",
+            "{output}: {what} matches in {}",
             store.root().display()
         ));
-    }
-    for record in records {
-        match &record.statement {
-            Err(problem) => result
-                .problems
-                .push(format!("{}: {problem}", record.file.display())),
-            Ok(statement) => {
-                let digest = subject_digest(statement, output).unwrap_or_default();
-                if digest == nar {
-                    result.matching.push(record.file.clone());
-                } else {
-                    result.problems.push(format!(
-                        "{}: records NAR sha256 {digest}, but {output} hashes to {nar}",
-                        record.file.display()
-                    ));
-                }
-                if is_dirty(statement) {
-                    result.dirty.push(record.file.clone());
-                }
-            }
-        }
     }
     let (files, problems) = check_kernel_digests(Path::new(output))?;
     result.kernel_files = files;

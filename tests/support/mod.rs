@@ -131,20 +131,40 @@ pub const META_BUILD_OPTIONS: [&str; 6] = [
 ];
 
 /// Write an executable `hook.sh` into `dir` that runs `drvmeta hook
-/// --records <records>` (for Nix's `post-build-hook`); returns its path.
-pub fn write_hook_script(dir: &Path, records: &str) -> PathBuf {
+/// --records <records>` (for Nix's `post-build-hook`), signing with the
+/// secret key file `key` when given; returns its path.
+pub fn write_hook_script(dir: &Path, records: &str, key: Option<&Path>) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let hook = dir.join("hook.sh");
+    let sign = key.map_or_else(String::new, |k| format!(" --signing-key {}", k.display()));
     std::fs::write(
         &hook,
         format!(
-            "#!/bin/sh\nexec {} hook --records {records}\n",
+            "#!/bin/sh\nexec {} hook --records {records}{sign}\n",
             env!("CARGO_BIN_EXE_drvmeta")
         ),
     )
     .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     hook
+}
+
+/// A signing key made by real Nix (`nix-store --generate-binary-cache-key
+/// <name>`) in `dir`: the secret key file and the public key
+/// (`name:base64`).
+pub fn nix_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let secret = dir.join(format!("{name}.secret"));
+    let public = dir.join(format!("{name}.public"));
+    run(
+        nix("nix-store")
+            .arg("--generate-binary-cache-key")
+            .arg(name)
+            .arg(&secret)
+            .arg(&public),
+        "generate a signing key",
+    );
+    let public = std::fs::read_to_string(&public).unwrap().trim().to_owned();
+    (secret, public)
 }
 
 /// Run a command, panicking with its stderr on failure; returns stdout.
