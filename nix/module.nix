@@ -4,7 +4,8 @@
 #     enable = true;
 #     recordsDir = "/nix/var/drvmeta/records";   # served/synced like a binary cache
 #     bestEffort = false;                         # fail the build command if a record cannot be written
-#     builderId = "https://ci.example.org/builders/1";
+#     signingKeyFile = "/etc/nix/builder-1.sec"; # a Nix key: records become signed DSSE envelopes
+#     builderId = "https://ci.example.org/builders/1"; # unsigned records only
 #   };
 #
 # It installs `drvmeta hook` as Nix's post-build-hook and declares the
@@ -16,7 +17,8 @@ let
   hook = pkgs.writeShellScript "drvmeta-post-build-hook" ''
     exec ${cfg.package}/bin/drvmeta hook \
       --records ${lib.escapeShellArg cfg.recordsDir} \
-      ${lib.optionalString (cfg.builderId != null) "--builder-id ${lib.escapeShellArg cfg.builderId}"} \
+      ${lib.optionalString (cfg.signingKeyFile != null) "--signing-key ${lib.escapeShellArg cfg.signingKeyFile}"} \
+      ${lib.optionalString (cfg.builderId != null && cfg.signingKeyFile == null) "--builder-id ${lib.escapeShellArg cfg.builderId}"} \
       ${lib.optionalString cfg.bestEffort "--best-effort"}
   '';
 in
@@ -32,17 +34,22 @@ in
     recordsDir = lib.mkOption {
       type = lib.types.str;
       default = "/nix/var/drvmeta/records";
-      description = "Where records go: <dir>/<output-hash>/<drv-hash>.intoto.json.";
+      description = "Where records go: <dir>/<output-hash>/<drv-hash>.<content>.dsse.json.";
     };
     bestEffort = lib.mkOption {
       type = lib.types.bool;
       default = false;
       description = "Warn instead of failing the Nix command when a record cannot be written.";
     };
+    signingKeyFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      description = "A Nix secret key file (nix-store --generate-binary-cache-key) that signs the records; without one they are unsigned.";
+    };
     builderId = lib.mkOption {
       type = lib.types.nullOr lib.types.str;
       default = null;
-      description = "runDetails.builder.id of the records (default: urn:drvmeta:builder:<hostname>).";
+      description = "runDetails.builder.id of unsigned records (default: urn:drvmeta:builder:<hostname>); a signed record's is its key's.";
     };
   };
 

@@ -12,6 +12,7 @@
 # (issue 6); this snippet is the minimal wiring.
 { drvmeta
 , recordsDir ? "/nix/var/drvmeta/records"
+, signingKeyFile ? null
 , builderId ? null
 , bestEffort ? false
 }:
@@ -20,7 +21,8 @@ let
   hook = pkgs.writeShellScript "drvmeta-post-build-hook" ''
     exec ${drvmeta}/bin/drvmeta hook \
       --records ${lib.escapeShellArg recordsDir} \
-      ${lib.optionalString (builderId != null) "--builder-id ${lib.escapeShellArg builderId}"} \
+      ${lib.optionalString (signingKeyFile != null) "--signing-key ${lib.escapeShellArg signingKeyFile}"} \
+      ${lib.optionalString (builderId != null && signingKeyFile == null) "--builder-id ${lib.escapeShellArg builderId}"} \
       ${lib.optionalString bestEffort "--best-effort"}
   '';
 in

@@ -314,3 +314,35 @@ fn diff_exit_code_and_usage() {
     assert_eq!(one.status.code(), Some(2));
     assert!(stderr(&one).contains("exactly two"), "{}", stderr(&one));
 }
+
+#[test]
+fn a_full_disk_or_a_dangling_symlink_under_out_leaves_nothing_behind() {
+    // A full disk: a 8 KiB tmpfs holds two of the five files (root mounts
+    // it; CI runs as root, and without the mount this test fails).
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("small");
+    std::fs::create_dir(&mount).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8k", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a small tmpfs needs root");
+    let out = mount.join("out");
+    let full = strip_example(&out);
+    let listed = listing(&out);
+    let _ = Command::new("umount").arg(&mount).status();
+    assert_eq!(full.status.code(), Some(1), "{}", stderr(&full));
+    assert!(stderr(&full).contains("No space left"), "{}", stderr(&full));
+    assert!(listed.is_empty(), "a full disk left {listed:?}");
+
+    // A dangling symlink where one of the files goes.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let name = "dnqq6acv3bgwmxl8prj5sj6g9sl2bqzp-kernel-builder-0.17.0.drv";
+    std::os::unix::fs::symlink("/nonexistent/target", out.join(name)).unwrap();
+    let dangling = strip_example(&out);
+    assert_eq!(dangling.status.code(), Some(1), "{}", stderr(&dangling));
+    assert!(stderr(&dangling).contains(name), "{}", stderr(&dangling));
+    assert_eq!(listing(&out), [name], "only the symlink that was there");
+}

@@ -335,15 +335,21 @@ let
   }};
   config = {{ services.drvmeta = {{
     enable = true; package = pkgs.drvmeta; recordsDir = "/var/records";
-    bestEffort = true; builderId = "urn:test:builder";
+    bestEffort = true; builderId = "urn:test:builder"; signingKeyFile = null;
+  }}; }};
+  signed = {{ services.drvmeta = config.services.drvmeta // {{
+    signingKeyFile = "/etc/nix/builder-1.sec";
   }}; }};
   m = import {} {{ inherit lib pkgs config; }};
+  s = import {} {{ inherit lib pkgs; config = signed; }};
 in {{
   hook = m.config.nix.settings.post-build-hook;
+  signedHook = s.config.nix.settings.post-build-hook;
   features = m.config.nix.settings.extra-system-features;
   tmpfiles = m.config.systemd.tmpfiles.rules;
   options = builtins.attrNames m.options.services.drvmeta;
 }}"#,
+        module.display(),
         module.display()
     );
     let out = support::run(
@@ -362,6 +368,13 @@ in {{
             && hook.contains("--best-effort"),
         "{hook}"
     );
+    let signed = value["signedHook"].as_str().unwrap();
+    assert!(
+        signed.contains("--signing-key '/etc/nix/builder-1.sec'")
+            && !signed.contains("--builder-id"),
+        "a signed record's builder id is its key's: {signed}"
+    );
+    assert!(!hook.contains("--signing-key"), "{hook}");
     assert_eq!(value["features"], serde_json::json!(["derivation-meta"]));
     assert_eq!(
         value["tmpfiles"],
@@ -369,6 +382,13 @@ in {{
     );
     assert_eq!(
         value["options"],
-        serde_json::json!(["bestEffort", "builderId", "enable", "package", "recordsDir"])
+        serde_json::json!([
+            "bestEffort",
+            "builderId",
+            "enable",
+            "package",
+            "recordsDir",
+            "signingKeyFile"
+        ])
     );
 }

@@ -1061,9 +1061,10 @@ fn forged_changed_untrusted_and_planted_records_never_count() {
     // Two builders, two keys: independent attestations of one NAR hash.
     let both = dir.path().join("both");
     let both_arg = both.to_str().unwrap();
-    for key in [&secret, &stranger_secret] {
+    for (key, name) in [(&secret, "builder-1"), (&stranger_secret, "stranger-1")] {
         let recorded = drvmeta(&[
             "record",
+            "--json",
             "--records",
             both_arg,
             "--signing-key",
@@ -1071,6 +1072,15 @@ fn forged_changed_untrusted_and_planted_records_never_count() {
             &drv,
         ]);
         assert_eq!(recorded.status.code(), Some(0), "{}", stderr(&recorded));
+        let report: serde_json::Value = serde_json::from_slice(&recorded.stdout).unwrap();
+        let entries = report["records"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{report}");
+        for entry in entries {
+            assert_eq!(entry["signedBy"], name);
+            assert_eq!(entry["new"], true);
+            assert_eq!(entry["derivation"], drv.as_str());
+            assert!(Path::new(entry["file"].as_str().unwrap()).is_file());
+        }
     }
     let two = verify_trusting(both_arg, &[&public, &stranger], &out);
     assert!(

@@ -35,6 +35,42 @@ pub struct StoreArgs {
     /// urn:drvmeta:nix-key:<key name>.
     #[arg(long, value_name = "URI", env = "DRVMETA_BUILDER_ID")]
     builder_id: Option<String>,
+    /// Print what was written as JSON on stdout: {"records": [{"derivation",
+    /// "originalDerivation", "output", "narSha256", "file", "new",
+    /// "signedBy"}]} (realise adds "outputs").
+    #[arg(long)]
+    json: bool,
+}
+
+/// The JSON entries of records written for `facts`.
+fn written_json(
+    facts: &drvmeta::provenance::record::Facts,
+    written: &[(PathBuf, Written)],
+    key: Option<&SecretKey>,
+) -> Vec<Value> {
+    facts
+        .outputs
+        .iter()
+        .zip(written)
+        .map(|(output, (file, w))| {
+            serde_json::json!({
+                "derivation": facts.derivation,
+                "originalDerivation": facts.original_derivation,
+                "output": output.path,
+                "narSha256": output.nar_sha256,
+                "file": file,
+                "new": *w == Written::New,
+                "signedBy": key.map(SecretKey::name),
+            })
+        })
+        .collect()
+}
+
+fn print_json(value: &Value) -> Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 impl StoreArgs {
@@ -220,6 +256,11 @@ pub fn hook(args: &HookArgs) -> Result<u8> {
             &args.store.run(),
             key.as_ref(),
         )?;
+        if args.store.json {
+            print_json(&serde_json::json!({
+                "records": written_json(&facts, &written, key.as_ref())
+            }))?;
+        }
         Ok(format!("drvmeta: {drv}: {}", describe(&written)))
     })();
     match result {
@@ -256,6 +297,7 @@ pub fn record(args: &RecordArgs) -> Result<u8> {
     let store = args.store.store();
     let key = args.store.key()?;
     let mut cache = HashCache::default_dir().map(|dir| HashCache::open(&dir, &options.store_dir));
+    let mut entries = Vec::new();
     for arg in &args.drvs {
         let (path, _) = options.resolve_arg(arg)?;
         let drv = path.to_absolute_path_in(&options.store_dir);
@@ -265,7 +307,14 @@ pub fn record(args: &RecordArgs) -> Result<u8> {
             drvmeta::provenance::facts_with_cache(&options, arg, &[], None, cache.as_mut())?;
         let written =
             drvmeta::provenance::write_records(&store, &facts, &args.store.run(), key.as_ref())?;
-        println!("{drv}: {}", describe(&written));
+        if args.store.json {
+            entries.extend(written_json(&facts, &written, key.as_ref()));
+        } else {
+            println!("{drv}: {}", describe(&written));
+        }
+    }
+    if args.store.json {
+        print_json(&serde_json::json!({ "records": entries }))?;
     }
     Ok(EXIT_OK)
 }
@@ -305,11 +354,17 @@ pub fn realise(args: &RealiseArgs) -> Result<u8> {
     };
     let store = args.store.store();
     let key = args.store.key()?;
+    let mut entries = Vec::new();
     for (original, stripped_root) in &roots {
         let facts = drvmeta::provenance::facts(&options, stripped_root, &[], Some(original))?;
         let written =
             drvmeta::provenance::write_records(&store, &facts, &args.store.run(), key.as_ref())?;
         eprintln!("drvmeta: {original}: {}", describe(&written));
+        entries.extend(written_json(&facts, &written, key.as_ref()));
+    }
+    if args.store.json {
+        return print_json(&serde_json::json!({ "outputs": outputs, "records": entries }))
+            .map(|()| EXIT_OK);
     }
     let mut out = io::stdout().lock();
     for path in outputs {

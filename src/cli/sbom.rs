@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use drvmeta::closure::Closure;
 use drvmeta::sbom::RuntimeGraph;
@@ -94,16 +94,10 @@ pub fn run(args: &SbomArgs) -> Result<u8> {
     };
     match &args.output {
         Some(file) => {
-            let dir = file
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let mut temp = tempfile::NamedTempFile::new_in(dir)
-                .with_context(|| format!("{}: cannot write the SBOM here", dir.display()))?;
-            write(temp.as_file_mut())
-                .with_context(|| format!("{}: cannot write", file.display()))?;
-            temp.persist(file)
-                .with_context(|| format!("{}: cannot write", file.display()))?;
+            // Written whole, then moved into place with the usual mode.
+            let mut bytes = Vec::new();
+            write(&mut bytes)?;
+            drvmeta::out_dir::write_file(file, &bytes)?;
         }
         None => write(&mut io::stdout().lock())?,
     }
