@@ -477,14 +477,25 @@ fn fifos_directories_devices_and_symlink_loops_are_errors_not_hangs() {
             .success()
     );
     std::fs::create_dir(path("directory")).unwrap();
+    // A character device like /dev/zero (root makes one; CI runs as root).
+    assert!(
+        Command::new("mknod")
+            .arg(path("device"))
+            .args(["c", "1", "5"])
+            .status()
+            .unwrap()
+            .success(),
+        "mknod needs root"
+    );
     std::os::unix::fs::symlink("/dev/zero", path("zero")).unwrap();
     std::os::unix::fs::symlink(path("loop-b"), path("loop-a")).unwrap();
     std::os::unix::fs::symlink(path("loop-a"), path("loop-b")).unwrap();
     for (name, says) in [
         ("fifo", "a FIFO, not a regular file"),
         ("directory", "a directory, not a regular file"),
-        ("zero", "a device, not a regular file"),
-        ("loop-a", "a symlink loop"),
+        ("device", "a device, not a regular file"),
+        ("zero", "a symlink (not followed)"),
+        ("loop-a", "a symlink (not followed)"),
     ] {
         let file = path(name);
         for command in ["hash", "show", "sbom"] {

@@ -599,11 +599,14 @@ fn concurrent_writers_and_killed_writers_never_leave_bad_records() {
     assert_eq!(files.len(), 32, "16 records per output: {files:?}");
     validate_records(&files, &[]);
 
-    // Writers killed at random moments leave no partial record.
+    // Signing writers killed at random moments leave no partial record.
+    let (secret, public) = support::nix_key(dir.path(), "killed-1");
     let killed = dir.path().join("killed");
     for i in 0..30_u64 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
             .args(["record", "--records", killed.to_str().unwrap(), &drv])
+            .arg("--signing-key")
+            .arg(&secret)
             .env("NIX_CONFIG", support::NIX_CONFIG)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -621,10 +624,19 @@ fn concurrent_writers_and_killed_writers_never_leave_bad_records() {
             );
         }
     }
-    // Whatever was interrupted, a later run completes the set.
-    let done = drvmeta(&["record", "--records", killed.to_str().unwrap(), &drv]);
+    // Whatever was interrupted, a later run completes the set, and every
+    // record left is whole and validly signed.
+    let done = drvmeta(&[
+        "record",
+        "--records",
+        killed.to_str().unwrap(),
+        "--signing-key",
+        secret.to_str().unwrap(),
+        &drv,
+    ]);
     assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
-    validate_records(&record_files(&killed), &[]);
+    let files = record_files(&killed);
+    assert_eq!(validate_records(&files, &[&public]), files.len());
 }
 
 #[test]
@@ -952,6 +964,15 @@ fn forged_changed_untrusted_and_planted_records_never_count() {
             "urn:drvmeta:nix-key:stranger-1".into();
         write_envelope(&statement, Some(&stranger_secret), drv_hash, None)
     };
+    // Signed by the trusted key, but claiming an output the derivation does
+    // not have: the .drv is at hand, so that does not count either.
+    let extra_file = {
+        let mut statement = statement_of(&genuine_out);
+        let mut evil = statement["subject"][0].clone();
+        evil["name"] = "/nix/store/dddddddddddddddddddddddddddddddd-evil".into();
+        statement["subject"].as_array_mut().unwrap().push(evil);
+        write_envelope(&statement, Some(&secret), drv_hash, None)
+    };
     let verify = drvmeta_within(
         &[
             "provenance",
@@ -980,6 +1001,7 @@ fn forged_changed_untrusted_and_planted_records_never_count() {
         (&forged_file, "unsigned"),
         (&changed_file, "does not verify"),
         (&stranger_file, "untrusted key stranger-1"),
+        (&extra_file, "which is not an output of"),
     ] {
         assert!(
             ignored.contains(&format!("{}: not counted", file.display()))
@@ -1018,6 +1040,20 @@ fn forged_changed_untrusted_and_planted_records_never_count() {
     assert_eq!(trust[changed_file.to_str().unwrap()], "bad-signature");
     assert_eq!(trust[stranger_file.to_str().unwrap()], "untrusted");
     assert_eq!(trust[genuine_out.to_str().unwrap()], "trusted");
+    assert_eq!(
+        show["attestations"],
+        serde_json::json!([{
+            "output": out,
+            "narSha256": statement_of(&genuine_out)["subject"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == out.as_str())
+                .unwrap()["digest"]["sha256"],
+            "keys": ["builder-1"],
+        }]),
+        "only the trusted record attests"
+    );
 
     // Without the genuine record nothing counts: the forged, changed and
     // untrusted ones never make the output verify.

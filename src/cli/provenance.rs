@@ -387,7 +387,7 @@ pub enum ProvenanceCommand {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// Print {"records": [{"output", "file", "trust", "keys", "statement"}],
-    /// "problems": […]}.
+    /// "attestations": [{"output", "narSha256", "keys"}], "problems": […]}.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -536,12 +536,25 @@ fn show(args: &ShowArgs) -> Result<u8> {
     let trusted = args.trust.trusted()?;
     let mut problems = Vec::new();
     let mut records = Vec::new();
+    let mut attestations = Vec::new();
     let mut text = String::new();
     for path in &args.paths {
         let (outputs, drv) = outputs_for(path)?;
         let before = records.len();
         for output in outputs {
+            // NAR hash -> the trusted keys whose records attest it.
+            let mut attested: std::collections::BTreeMap<String, BTreeSet<String>> =
+                std::collections::BTreeMap::new();
             for record in verify::records_of(&store, &output, &trusted)? {
+                if let (Ok(statement), drvmeta::provenance::sign::Trust::Trusted(keys)) =
+                    (&record.statement, &record.trust)
+                    && let Some(digest) = verify::subject_digest(statement, &output)
+                {
+                    attested
+                        .entry(digest.to_owned())
+                        .or_default()
+                        .extend(keys.iter().cloned());
+                }
                 match &record.statement {
                     Err(problem) => problems.push(format!("{}: {problem}", record.file.display())),
                     Ok(statement) if drv.as_deref().is_none_or(|d| names_drv(statement, d)) => {
@@ -563,6 +576,19 @@ fn show(args: &ShowArgs) -> Result<u8> {
                     Ok(_) => {}
                 }
             }
+            for (digest, keys) in attested {
+                use std::fmt::Write as _;
+                let keys: Vec<String> = keys.into_iter().collect();
+                let _ = writeln!(
+                    text,
+                    "{output}: {} trusted key(s) attest NAR sha256 {digest}: {}",
+                    keys.len(),
+                    keys.join(", ")
+                );
+                attestations.push(serde_json::json!({
+                    "output": output, "narSha256": digest, "keys": keys,
+                }));
+            }
         }
         if records.len() == before {
             problems.push(format!(
@@ -575,7 +601,11 @@ fn show(args: &ShowArgs) -> Result<u8> {
     if args.json {
         serde_json::to_writer(
             &mut out,
-            &serde_json::json!({ "records": records, "problems": problems }),
+            &serde_json::json!({
+                "records": records,
+                "attestations": attestations,
+                "problems": problems,
+            }),
         )?;
         writeln!(out)?;
     } else {

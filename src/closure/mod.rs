@@ -246,7 +246,9 @@ pub(crate) fn load_one(
     file: PathBuf,
     needed_by: Option<&dyn Fn() -> String>,
 ) -> Result<(Loaded, Derivation)> {
-    let bytes = match crate::safe_read::read_regular(&file, true, crate::safe_read::DRV_LIMIT) {
+    // Regular files only, a final symlink not followed (a GC root given on
+    // the command line is resolved to its store path before this).
+    let bytes = match crate::safe_read::read_regular(&file, false, crate::safe_read::DRV_LIMIT) {
         Ok(bytes) => bytes,
         Err(source) => {
             return Err(match needed_by {

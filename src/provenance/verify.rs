@@ -78,6 +78,7 @@ fn read_record(file: PathBuf, output_path: &str, trusted: &[PublicKey]) -> Recor
                 "is filed under derivation {drv_hash} but names {keyed}"
             ));
         }
+        check_subjects_against_derivation(&value)?;
         if let Trust::Trusted(keys) = &trust {
             let id = value["predicate"]["runDetails"]["builder"]["id"]
                 .as_str()
@@ -95,6 +96,49 @@ fn read_record(file: PathBuf, output_path: &str, trusted: &[PublicKey]) -> Recor
         trust,
         statement,
     }
+}
+
+/// When the derivation a record names is at hand (its `.drv` is readable),
+/// every subject must be one of the output paths it records. (A derivation
+/// with content-addressed outputs records none; it is not checked.)
+fn check_subjects_against_derivation(value: &Value) -> std::result::Result<(), String> {
+    let Some(drv_path) =
+        value["predicate"]["buildDefinition"]["externalParameters"]["derivation"].as_str()
+    else {
+        return Ok(());
+    };
+    let path = Path::new(drv_path);
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|b| b.to_str())) else {
+        return Ok(());
+    };
+    let Ok(bytes) = crate::safe_read::read_regular(path, false, crate::safe_read::DRV_LIMIT) else {
+        return Ok(());
+    };
+    let Ok(store_dir) = crate::derivation::StoreDir::new(dir.to_string_lossy()) else {
+        return Ok(());
+    };
+    let Some(name) = base.get(33..).and_then(|n| n.strip_suffix(".drv")) else {
+        return Ok(());
+    };
+    let Ok(drv) = crate::derivation::Derivation::parse(bytes, name, &store_dir) else {
+        return Err(format!("names {drv_path}, which does not parse"));
+    };
+    let outputs: Option<Vec<String>> = drv
+        .outputs()
+        .map(|o| o.path().map(|p| p.to_absolute_path_in(&store_dir)))
+        .collect();
+    let Some(outputs) = outputs else {
+        return Ok(());
+    };
+    for subject in value["subject"].as_array().into_iter().flatten() {
+        let name = subject["name"].as_str().unwrap_or_default();
+        if !outputs.iter().any(|o| o == name) {
+            return Err(format!(
+                "has subject {name}, which is not an output of {drv_path}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The shape every record must have: an in-toto Statement v1 with SLSA v1
