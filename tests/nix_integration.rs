@@ -253,6 +253,27 @@ fn the_example_walkthrough() {
         stderr(&build)
     );
     let built = String::from_utf8(build.stdout).unwrap().trim().to_owned();
+    // Its metadata.json loads in the kernels package, whose own digest check
+    // passes on it.
+    let checked = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, pathlib\n\
+             from kernels._rust import Metadata, Digest\n\
+             for v in pathlib.Path(sys.argv[1]).iterdir():\n\
+             \x20   m = Metadata.read_from_file(str(v / 'metadata.json'))\n\
+             \x20   m.digest.validate(Digest.hash_variant(m.digest.algorithm, str(v)))\n\
+             \x20   print('ok', m.name)\n",
+        )
+        .arg(&built)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success()
+            && String::from_utf8_lossy(&checked.stdout).contains("ok activation"),
+        "kernels rejects the example's metadata.json: {}",
+        stderr(&checked)
+    );
 
     // 2. A new commit: meta-only.
     let diff = drvmeta(&["diff", "--json", &first, &second]);

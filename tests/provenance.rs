@@ -26,7 +26,7 @@ fn b64_sha256(text: &str) -> String {
 /// provenance in `__meta`, a nonce so that every test builds anew.
 fn kernel_expr(nonce: &str) -> String {
     let metadata = format!(
-        r#"{{"version":1,"digest":{{"algorithm":"sha256","files":{{"activation/__init__.py":"{}","activation/_activation.so":"{}"}}}}}}"#,
+        r#"{{"name":"activation","id":"activation-1.0.0","version":1,"license":"Apache-2.0","python-depends":[],"backend":{{"type":"cuda"}},"digest":{{"algorithm":"sha256","files":{{"activation/__init__.py":"{}","activation/_activation.so":"{}"}}}}}}"#,
         b64_sha256(INIT_PY),
         b64_sha256(SO)
     );

@@ -7,6 +7,7 @@
 //! [`verify`] checks outputs against records later.
 
 pub mod kernel;
+pub mod kernel_digest;
 pub mod nar;
 pub mod record;
 pub mod sign;

@@ -1,12 +1,9 @@
 //! Checking outputs against their records and kernels' `metadata.json`
 //! digests (DESIGN.md §3.5).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use serde_json::Value;
-use sha2::Digest as _;
 
 use super::nar::nar_sha256;
 use super::sign::{Envelope, PublicKey, Trust};
@@ -213,127 +210,18 @@ pub fn subject_digest<'a>(statement: &'a Value, output_path: &str) -> Option<&'a
         .as_str()
 }
 
-/// Files a kernels digest covers: every regular file below the variant
-/// directory except its top-level `metadata.json`, `metadata.json.sigstore`,
-/// anything in `__pycache__` and `*.pyc`.
-fn covered_files(variant: &Path) -> Result<BTreeMap<String, PathBuf>> {
-    let mut files = BTreeMap::new();
-    let walker = walkdir::WalkDir::new(variant)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.file_name() != "__pycache__");
-    for entry in walker {
-        let entry = entry.map_err(|e| crate::Error::Output {
-            file: variant.to_owned(),
-            message: format!("cannot walk: {e}"),
-        })?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let relative = entry
-            .path()
-            .strip_prefix(variant)
-            .expect("walkdir stays below its root")
-            .to_string_lossy()
-            .into_owned();
-        if relative == "metadata.json"
-            || relative == "metadata.json.sigstore"
-            || relative.ends_with(".pyc")
-        {
-            continue;
-        }
-        files.insert(relative, entry.path().to_owned());
-    }
-    Ok(files)
-}
-
-/// Check one variant directory's `metadata.json` digest. Returns the number
-/// of files checked, or the problems found (each naming the file).
-fn check_variant(variant: &Path, digest: &Value) -> std::result::Result<usize, Vec<String>> {
-    let name = variant.display();
-    let algorithm = digest["algorithm"].as_str().unwrap_or("");
-    let Some(expected) = digest["files"].as_object() else {
-        return Err(vec![format!(
-            "{name}/metadata.json: digest.files is not an object"
-        )]);
-    };
-    if !matches!(algorithm, "sha256" | "sha512") {
-        return Err(vec![format!(
-            "{name}/metadata.json: unknown digest algorithm {algorithm:?}"
-        )]);
-    }
-    let actual = covered_files(variant).map_err(|e| vec![e.to_string()])?;
-    let mut problems = Vec::new();
-    for (relative, path) in &actual {
-        let Some(want) = expected.get(relative).and_then(Value::as_str) else {
-            problems.push(format!(
-                "{name}/{relative}: not listed in metadata.json's digest"
-            ));
-            continue;
-        };
-        let got = match std::fs::read(path) {
-            Ok(bytes) if algorithm == "sha256" => {
-                base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes))
-            }
-            Ok(bytes) => {
-                base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(&bytes))
-            }
-            Err(e) => {
-                problems.push(format!("{name}/{relative}: cannot read: {e}"));
-                continue;
-            }
-        };
-        if got != want {
-            problems.push(format!(
-                "{name}/{relative}: {algorithm} is {got}, metadata.json says {want}"
-            ));
-        }
-    }
-    for relative in expected.keys() {
-        if !actual.contains_key(relative) {
-            problems.push(format!(
-                "{name}/{relative}: listed in metadata.json's digest but missing"
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok(actual.len())
-    } else {
-        Err(problems)
-    }
-}
-
-/// Check every kernels `metadata.json` with a `digest` inside `output`.
-/// Returns the number of files checked and the problems found.
+/// Check every kernel variant of `output` exactly as the `kernels` package
+/// does ([`super::kernel_digest`]). Returns the number of files checked and
+/// the problems found.
 ///
 /// # Errors
-/// When the output cannot be walked.
+/// Never today (problems are returned, not raised); kept fallible for the
+/// walk.
 pub fn check_kernel_digests(output: &Path) -> Result<(usize, Vec<String>)> {
     let mut checked = 0;
     let mut problems = Vec::new();
-    if !output.is_dir() {
-        return Ok((0, problems));
-    }
-    for entry in walkdir::WalkDir::new(output).sort_by_file_name() {
-        let entry = entry.map_err(|e| crate::Error::Output {
-            file: output.to_owned(),
-            message: format!("cannot walk: {e}"),
-        })?;
-        if entry.file_name() != "metadata.json" || !entry.file_type().is_file() {
-            continue;
-        }
-        let Ok(metadata) = std::fs::read(entry.path())
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
-        else {
-            problems.push(format!("{}: not valid JSON", entry.path().display()));
-            continue;
-        };
-        let Some(digest) = metadata.get("digest") else {
-            continue;
-        };
-        let variant = entry.path().parent().expect("a file has a parent");
-        match check_variant(variant, digest) {
+    for variant in super::kernel_digest::variants(output) {
+        match super::kernel_digest::check_variant(&variant) {
             Ok(n) => checked += n,
             Err(found) => problems.extend(found),
         }

@@ -1,0 +1,233 @@
+//! Kernel variants checked exactly as Hugging Face's `kernels` package
+//! checks them (PyPI 0.17.x: `Metadata.from_bytes` → `Digest.hash_variant` →
+//! `Digest.validate`, DESIGN.md §3.5), so that drvmeta's verdict on a
+//! kernel output, a copy of it or a Hub download is `kernels`' verdict.
+//!
+//! - Variants: `<output>/build/<variant>/` when the output has a `build`
+//!   directory, else the output's top-level directories; a variant is a
+//!   directory holding `metadata.json`.
+//! - `metadata.json` must load as `kernels`' `Metadata` (required fields and
+//!   their types, the kernel name's rule, a known backend); its `digest`
+//!   must be present.
+//! - The files hashed: every entry below the variant whose target is a
+//!   regular file (a symlink to a file is hashed through the link; a symlink
+//!   to a directory is neither followed nor hashed), except the variant's
+//!   top-level `metadata.json` and `metadata.json.sigstore`, anything with a
+//!   `__pycache__` component, and files with extension `pyc` (a file named
+//!   `.pyc` has none). A dangling link or an unreadable file is a failure.
+//!   Names are relative paths with `\` read as `/`.
+//! - Missing, unknown or different files, or another algorithm, fail.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::Value;
+use sha2::Digest as _;
+
+/// The digest algorithms `kernels` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// `sha256`.
+    Sha256,
+    /// `sha512`.
+    Sha512,
+}
+
+impl Algorithm {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "sha256" => Some(Self::Sha256),
+            "sha512" => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
+    fn hash(self, bytes: &[u8]) -> String {
+        let engine = base64::engine::general_purpose::STANDARD;
+        match self {
+            Self::Sha256 => engine.encode(sha2::Sha256::digest(bytes)),
+            Self::Sha512 => engine.encode(sha2::Sha512::digest(bytes)),
+        }
+    }
+}
+
+/// The kernel variants of `output` (see the module docs), sorted.
+#[must_use]
+pub fn variants(output: &Path) -> Vec<PathBuf> {
+    let build = output.join("build");
+    let base = if build.is_dir() {
+        build
+    } else {
+        output.to_owned()
+    };
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&base)
+        .map(|entries| {
+            entries
+                .filter_map(std::result::Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && p.join("metadata.json").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// Why `metadata.json` would not load in `kernels`, if it would not.
+fn schema_problem(metadata: &Value) -> Option<String> {
+    const BACKENDS: &[&str] = &[
+        "cann", "cpu", "cuda", "metal", "neuron", "rocm", "tpu", "xpu",
+    ];
+    let Some(object) = metadata.as_object() else {
+        return Some("is not a JSON object".to_owned());
+    };
+    for field in [
+        "name",
+        "id",
+        "version",
+        "license",
+        "python-depends",
+        "backend",
+    ] {
+        if !object.contains_key(field) {
+            return Some(format!("missing field `{field}`"));
+        }
+    }
+    let name = object["name"].as_str().unwrap_or_default();
+    let name_ok = name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !name_ok {
+        return Some(format!("invalid kernel name {:?}", object["name"]));
+    }
+    if !object["id"].is_string() || !object["license"].is_string() {
+        return Some("`id` and `license` must be strings".to_owned());
+    }
+    if !object["version"].is_u64() {
+        return Some("`version` must be a non-negative integer".to_owned());
+    }
+    if !object["python-depends"]
+        .as_array()
+        .is_some_and(|deps| deps.iter().all(Value::is_string))
+    {
+        return Some("`python-depends` must be a list of strings".to_owned());
+    }
+    let backend = object["backend"]["type"].as_str().unwrap_or_default();
+    if !BACKENDS.contains(&backend) {
+        return Some(format!("unknown backend type {backend:?}"));
+    }
+    match object.get("digest") {
+        None | Some(Value::Null) => None,
+        Some(digest) => {
+            let algorithm_ok = digest["algorithm"]
+                .as_str()
+                .and_then(Algorithm::parse)
+                .is_some();
+            let files_ok = digest["files"]
+                .as_object()
+                .is_some_and(|files| files.values().all(Value::is_string));
+            (!algorithm_ok || !files_ok)
+                .then(|| "`digest` needs a known `algorithm` and `files` of strings".to_owned())
+        }
+    }
+}
+
+/// The digest `kernels` computes for `variant` with `algorithm`: relative
+/// path → base64 hash.
+///
+/// # Errors
+/// A message naming the entry when a link dangles or a file cannot be read
+/// (`kernels` fails the same way).
+pub fn hash_variant(
+    variant: &Path,
+    algorithm: Algorithm,
+) -> std::result::Result<BTreeMap<String, String>, String> {
+    let mut files = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(variant) {
+        let entry = entry.map_err(|e| format!("cannot walk: {e}"))?;
+        let path = entry.path();
+        let target = std::fs::canonicalize(path)
+            .map_err(|e| format!("{}: {e} (a dangling link?)", path.display()))?;
+        let top_level_metadata = entry.depth() == 1
+            && matches!(
+                path.file_name().and_then(|f| f.to_str()),
+                Some("metadata.json" | "metadata.json.sigstore")
+            );
+        if !target.is_file()
+            || top_level_metadata
+            || path.components().any(|c| c.as_os_str() == "__pycache__")
+            || path.extension().and_then(|e| e.to_str()) == Some("pyc")
+        {
+            continue;
+        }
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let relative = path
+            .strip_prefix(variant)
+            .expect("walkdir stays below its root")
+            .to_string_lossy()
+            .replace('\\', "/");
+        files.insert(relative, algorithm.hash(&bytes));
+    }
+    Ok(files)
+}
+
+/// Check one variant as `kernels` does. Returns the number of files
+/// checked, or every problem found, each naming the file.
+///
+/// # Errors
+/// The problems, as messages.
+pub fn check_variant(variant: &Path) -> std::result::Result<usize, Vec<String>> {
+    let name = variant.display();
+    let metadata_file = variant.join("metadata.json");
+    let metadata: Value = std::fs::read(&metadata_file)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+        .map_err(|e| vec![format!("{name}/metadata.json: cannot read: {e}")])?;
+    if let Some(problem) = schema_problem(&metadata) {
+        return Err(vec![format!(
+            "{name}/metadata.json: kernels cannot load it: {problem}"
+        )]);
+    }
+    let Some(digest) = metadata.get("digest").filter(|d| !d.is_null()) else {
+        return Err(vec![format!(
+            "{name}/metadata.json: has no digest (kernels: DigestMissing)"
+        )]);
+    };
+    let algorithm = digest["algorithm"]
+        .as_str()
+        .and_then(Algorithm::parse)
+        .expect("checked by the schema");
+    let expected = digest["files"].as_object().expect("checked by the schema");
+    let actual = hash_variant(variant, algorithm).map_err(|e| vec![e])?;
+    let mut problems = Vec::new();
+    for (relative, want) in expected {
+        match actual.get(relative) {
+            None => problems.push(format!(
+                "{name}/{relative}: listed in metadata.json's digest but missing"
+            )),
+            Some(got) if Some(got.as_str()) != want.as_str() => problems.push(format!(
+                "{name}/{relative}: {} is {got}, metadata.json says {}",
+                digest["algorithm"].as_str().unwrap_or_default(),
+                want.as_str().unwrap_or_default()
+            )),
+            Some(_) => {}
+        }
+    }
+    for relative in actual.keys() {
+        if !expected.contains_key(relative) {
+            problems.push(format!(
+                "{name}/{relative}: not listed in metadata.json's digest"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(actual.len())
+    } else {
+        Err(problems)
+    }
+}
