@@ -446,23 +446,13 @@ fn show_of_an_unshowable_input_fails_without_output() {
 
 /// Run drvmeta with a deadline: a hang is a failure, not a stuck suite.
 fn drvmeta_within(args: &[&str], seconds: u64) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
-        .args(args)
-        .current_dir(support::project_dir())
-        .env_remove("NIX_STORE_DIR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("drvmeta {args:?} hung for {seconds} s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    support::output_within(
+        Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+            .args(args)
+            .current_dir(support::project_dir())
+            .env_remove("NIX_STORE_DIR"),
+        seconds,
+    )
 }
 
 #[test]

@@ -95,14 +95,15 @@ fn drvmeta_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().unwrap()
 }
 
-/// `provenance verify` trusting exactly `keys`.
+/// `provenance verify` trusting exactly `keys` (within a deadline: a
+/// planted FIFO must not hang it).
 fn verify_trusting(records: &str, keys: &[&str], path: &str) -> Output {
     let mut args = vec!["provenance", "verify", "--records", records];
     for key in keys {
         args.extend(["--trusted-key", key]);
     }
     args.push(path);
-    drvmeta(&args)
+    drvmeta_within(&args, 60)
 }
 
 /// The Statement inside a record file (a DSSE envelope).
@@ -805,22 +806,12 @@ fn hook_with(records: &str, key: &Path, drv: &str, out_paths: &std::ffi::OsStr) 
 
 /// Run drvmeta with a deadline: a hang is a failure.
 fn drvmeta_within(args: &[&str], seconds: u64) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
-        .args(args)
-        .env("NIX_CONFIG", support::NIX_CONFIG)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("drvmeta {args:?} hung");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    support::output_within(
+        Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+            .args(args)
+            .env("NIX_CONFIG", support::NIX_CONFIG),
+        seconds,
+    )
 }
 
 #[test]
@@ -901,18 +892,7 @@ fn forged_changed_untrusted_and_planted_records_never_count() {
             0o755
         );
     }
-    let ok = drvmeta_within(
-        &[
-            "provenance",
-            "verify",
-            "--records",
-            records_arg,
-            "--trusted-key",
-            &public,
-            &out,
-        ],
-        30,
-    );
+    let ok = verify_trusting(records_arg, &[&public], &out);
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
     let err = stderr(&ok);
     assert!(
@@ -1058,18 +1038,7 @@ fn forged_changed_untrusted_and_planted_records_never_count() {
     // Without the genuine record nothing counts: the forged, changed and
     // untrusted ones never make the output verify.
     std::fs::remove_file(&genuine_out).unwrap();
-    let alone = drvmeta_within(
-        &[
-            "provenance",
-            "verify",
-            "--records",
-            records_arg,
-            "--trusted-key",
-            &public,
-            &out,
-        ],
-        30,
-    );
+    let alone = verify_trusting(records_arg, &[&public], &out);
     assert_eq!(alone.status.code(), Some(1), "{}", stderr(&alone));
     assert!(
         stderr(&alone).contains("no provenance record signed by a trusted key"),

@@ -167,6 +167,26 @@ pub fn nix_key(dir: &Path, name: &str) -> (PathBuf, String) {
     (secret, public)
 }
 
+/// Run `command` with stdout and stderr captured, killing it and failing
+/// the test when it runs longer than `seconds`: a hang is a failure, not a
+/// stuck suite.
+pub fn output_within(command: &mut Command, seconds: u64) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{command:?} hung for {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Run a command, panicking with its stderr on failure; returns stdout.
 pub fn run(command: &mut Command, context: &str) -> String {
     let output = command
