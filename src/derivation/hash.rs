@@ -232,6 +232,67 @@ fn kind(drv: &Derivation) -> Result<Kind, HashError> {
     }
 }
 
+/// The input derivations of `drv` replaced by their input-form hashes
+/// (hex), requested outputs united, sorted by hash — or `None` when an
+/// input is deferred.
+///
+/// An input with dynamic outputs (`builtins.outputOf`): Nix master defers
+/// the derivation (its outputs are written empty). Nix 2.34 writes an
+/// input-addressed path, computed from the input's static outputs alone
+/// (an input with none drops out) under the `DrvWithVersion` prefix; a file
+/// whose outputs are all recorded is hashed that way.
+fn hashed_inputs<'d>(
+    drv: &'d Derivation,
+    input: impl Fn(&StorePath) -> Option<InputHash>,
+) -> Result<Option<Vec<(String, Vec<&'d str>)>>, HashError> {
+    let store_dir = drv.store_dir();
+    let written_by_2_34 = drv
+        .outputs
+        .iter()
+        .all(|o| matches!(o.kind, OutputKind::InputAddressed(_)));
+    let mut inputs: Vec<(String, Vec<&str>)> = Vec::with_capacity(drv.input_drvs.len());
+    for input_drv in &drv.input_drvs {
+        let render = || input_drv.path.to_absolute_path_in(store_dir);
+        if !input_drv.node.dynamic.is_empty() {
+            if !written_by_2_34 {
+                return Ok(None);
+            }
+            if input_drv.node.outputs.is_empty() {
+                continue;
+            }
+        }
+        let (hash, fixed) =
+            match input(&input_drv.path).ok_or_else(|| HashError::InputInvalid(render()))? {
+                InputHash::Regular(hash) => (hash, false),
+                InputHash::Fixed(hash) => (hash, true),
+                InputHash::Deferred => return Ok(None),
+            };
+        let outputs: Vec<&str> = if fixed {
+            // A fixed-output input stands for its content: one "out".
+            if let Some(other) = input_drv.node.outputs.iter().find(|o| *o != "out") {
+                return Err(HashError::NoSuchOutput {
+                    input: render(),
+                    output: other.clone(),
+                });
+            }
+            vec!["out"]
+        } else {
+            input_drv.node.outputs.iter().map(String::as_str).collect()
+        };
+        let key = hex(&hash);
+        match inputs.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, existing)) => {
+                existing.extend(outputs);
+                existing.sort_unstable();
+                existing.dedup();
+            }
+            None => inputs.push((key, outputs)),
+        }
+    }
+    inputs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(Some(inputs))
+}
+
 /// Hash `drv`, given the input-form hashes of its input derivations
 /// (`input` answers `None` for an input that is invalid).
 ///
@@ -271,69 +332,13 @@ pub fn hash_derivation(
         Kind::InputAddressed => {}
     }
 
-    // Input derivations by hash, requested outputs united.
-    //
-    // An input with dynamic outputs (`builtins.outputOf`): Nix master defers
-    // the derivation (its outputs are written empty). Nix 2.34 writes an
-    // input-addressed path, computed from the input's static outputs alone
-    // (an input with none drops out) under the `DrvWithVersion` prefix; a
-    // file whose outputs are all recorded is hashed that way.
-    let written_by_2_34 = drv
-        .outputs
-        .iter()
-        .all(|o| matches!(o.kind, OutputKind::InputAddressed(_)));
-    let mut inputs: Vec<(String, Vec<&str>)> = Vec::with_capacity(drv.input_drvs.len());
-    let mut deferred = false;
-    for input_drv in &drv.input_drvs {
-        let render = || input_drv.path.to_absolute_path_in(store_dir);
-        if !input_drv.node.dynamic.is_empty() {
-            if !written_by_2_34 {
-                deferred = true;
-                continue;
-            }
-            if input_drv.node.outputs.is_empty() {
-                continue;
-            }
-        }
-        let (hash, fixed) =
-            match input(&input_drv.path).ok_or_else(|| HashError::InputInvalid(render()))? {
-                InputHash::Regular(hash) => (hash, false),
-                InputHash::Fixed(hash) => (hash, true),
-                InputHash::Deferred => {
-                    deferred = true;
-                    continue;
-                }
-            };
-        let outputs: Vec<&str> = if fixed {
-            // A fixed-output input stands for its content: one "out".
-            if let Some(other) = input_drv.node.outputs.iter().find(|o| *o != "out") {
-                return Err(HashError::NoSuchOutput {
-                    input: render(),
-                    output: other.clone(),
-                });
-            }
-            vec!["out"]
-        } else {
-            input_drv.node.outputs.iter().map(String::as_str).collect()
-        };
-        let key = hex(&hash);
-        match inputs.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, existing)) => {
-                existing.extend(outputs);
-                existing.sort_unstable();
-                existing.dedup();
-            }
-            None => inputs.push((key, outputs)),
-        }
-    }
-    if deferred {
+    let Some(inputs) = hashed_inputs(drv, &input)? else {
         return Ok(Hashes {
             output_hash: None,
             input_hash: InputHash::Deferred,
             outputs: none(),
         });
-    }
-    inputs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    };
 
     let masked = hash_form(
         drv,
@@ -376,34 +381,19 @@ pub fn hash_derivation(
     })
 }
 
-/// The masked intermediate ATerm Nix hashes for output paths, given the
-/// inputs' hashes (for tests against Nix's `*-modulo.drv` vectors).
+/// The masked intermediate ATerm Nix hashes for output paths (what Nix's
+/// `*-modulo.drv` test vectors hold), given the inputs' hashes; `None` when
+/// an input is deferred.
 ///
 /// # Errors
 /// As [`hash_derivation`].
 pub fn masked_aterm(
     drv: &Derivation,
     input: impl Fn(&StorePath) -> Option<InputHash>,
-) -> Result<Vec<u8>, HashError> {
-    let mut inputs: Vec<(String, Vec<&str>)> = Vec::new();
-    for input_drv in &drv.input_drvs {
-        let hash = input(&input_drv.path)
-            .and_then(|h| h.value().copied())
-            .ok_or_else(|| {
-                HashError::InputInvalid(input_drv.path.to_absolute_path_in(drv.store_dir()))
-            })?;
-        let key = hex(&hash);
-        let outputs = input_drv.node.outputs.iter().map(String::as_str);
-        match inputs.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, existing)) => {
-                existing.extend(outputs);
-                existing.sort_unstable();
-                existing.dedup();
-            }
-            None => inputs.push((key, outputs.collect())),
-        }
-    }
-    inputs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+) -> Result<Option<Vec<u8>>, HashError> {
+    let Some(inputs) = hashed_inputs(drv, input)? else {
+        return Ok(None);
+    };
     let mut out = Vec::new();
     write_aterm(
         drv,
@@ -415,13 +405,7 @@ pub fn masked_aterm(
         },
     )
     .expect("writing to memory cannot fail");
-    Ok(out)
-}
-
-/// Write `hash` as lowercase hex (for reports).
-#[must_use]
-pub fn to_hex(hash: &[u8; 32]) -> String {
-    hex(hash)
+    Ok(Some(out))
 }
 
 #[cfg(test)]
