@@ -241,10 +241,10 @@ fn kind(drv: &Derivation) -> Result<Kind, HashError> {
 /// input-addressed path, computed from the input's static outputs alone
 /// (an input with none drops out) under the `DrvWithVersion` prefix; a file
 /// whose outputs are all recorded is hashed that way.
-fn hashed_inputs<'d>(
-    drv: &'d Derivation,
+fn hashed_inputs(
+    drv: &Derivation,
     input: impl Fn(&StorePath) -> Option<InputHash>,
-) -> Result<Option<Vec<(String, Vec<&'d str>)>>, HashError> {
+) -> Result<Option<Vec<(String, Vec<&str>)>>, HashError> {
     let store_dir = drv.store_dir();
     let written_by_2_34 = drv
         .outputs
