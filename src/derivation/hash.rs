@@ -232,6 +232,10 @@ fn kind(drv: &Derivation) -> Result<Kind, HashError> {
     }
 }
 
+/// Input derivations as the hash-modulo forms print them: hash (hex) and
+/// the requested outputs, sorted by hash.
+type HashedInputs<'d> = Vec<(String, Vec<&'d str>)>;
+
 /// The input derivations of `drv` replaced by their input-form hashes
 /// (hex), requested outputs united, sorted by hash — or `None` when an
 /// input is deferred.
@@ -244,7 +248,7 @@ fn kind(drv: &Derivation) -> Result<Kind, HashError> {
 fn hashed_inputs(
     drv: &Derivation,
     input: impl Fn(&StorePath) -> Option<InputHash>,
-) -> Result<Option<Vec<(String, Vec<&str>)>>, HashError> {
+) -> Result<Option<HashedInputs<'_>>, HashError> {
     let store_dir = drv.store_dir();
     let written_by_2_34 = drv
         .outputs
