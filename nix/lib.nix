@@ -17,18 +17,46 @@ let
 
   isCommit = s: isString s && (match "[0-9a-f]{40}|[0-9a-f]{64}" s) != null;
 
-  # A revision in the kernels metadata.json vocabulary; never defaulted.
-  revision = what: rev:
-    if !(isAttrs rev && rev ? commit && rev ? dirty) then
-      throw "drvmeta: ${what} provenance needs `commit` and `dirty` (got ${builtins.toJSON rev})"
-    else if !(isCommit rev.commit) then
-      throw "drvmeta: ${what} commit must be a full lowercase SHA-1 or SHA-256 id, got ${builtins.toJSON rev.commit}"
-    else if !(builtins.isBool rev.dirty) then
+  # Commits are kept lowercase, as kernels does (`builtins` has no toLower:
+  # only hex digits matter here).
+  lowerHex = builtins.replaceStrings
+    [ "A" "B" "C" "D" "E" "F" ] [ "a" "b" "c" "d" "e" "f" ];
+
+  optional = rev: name: if rev ? ${name} && rev.${name} != null then { ${name} = rev.${name}; } else { };
+
+  # The git state of a revision: `commit` (or kernel-builder's legacy `sha`)
+  # and `dirty`, together or not at all; null when neither is given.
+  git = what: rev:
+    let
+      commit = rev.commit or rev.sha or null;
+      dirty = rev.dirty or null;
+    in
+    if commit == null && dirty == null then null
+    else if commit == null || dirty == null then
+      throw "drvmeta: ${what} provenance needs `commit` (or `sha`) and `dirty` together (got ${builtins.toJSON rev})"
+    else if !(isCommit (lowerHex commit)) then
+      throw "drvmeta: ${what} commit must be a full SHA-1 or SHA-256 id, got ${builtins.toJSON commit}"
+    else if !(builtins.isBool dirty) then
       throw "drvmeta: ${what} dirty must be a boolean"
     else
-      { inherit (rev) commit dirty; }
-      // (if rev ? version && rev.version != null then { inherit (rev) version; } else { })
-      // (if rev ? source && rev.source != null then { inherit (rev) source; } else { });
+      { commit = lowerHex commit; inherit dirty; };
+
+  # The kernel's revision, in kernels' metadata.json vocabulary: git state
+  # required; never defaulted.
+  kernelRevision = rev:
+    let g = if isAttrs rev then git "kernel" rev else null; in
+    if g == null then
+      throw "drvmeta: kernel provenance needs `commit` (or `sha`) and `dirty` (got ${builtins.toJSON rev})"
+    else g // optional rev "source";
+
+  # kernel-builder's revision: `version` required (kernels requires it), git
+  # state optional (a builder used from a non-git source has none).
+  builderRevision = rev:
+    if !(isAttrs rev && rev ? version && isString rev.version) then
+      throw "drvmeta: kernel-builder provenance needs `version` (got ${builtins.toJSON rev})"
+    else
+      let g = git "kernel-builder" rev; in
+      { inherit (rev) version; } // (if g == null then { } else g) // optional rev "source";
 in
 rec {
   /* The revision of a flake's source, the kernels way:
@@ -57,14 +85,16 @@ rec {
     };
 
   /* `withMeta` with `__meta.provenance` in the kernels vocabulary:
-     `kernel` and `builder` are { commit; dirty; source?; version?; } (e.g.
+     `kernel` is { commit; dirty; source?; } (or kernel-builder's own Nix's
+     { sha; dirty; }), `builder` is { version; commit?; dirty?; } (commit and
+     dirty together; `version` alone for a builder not from git) (e.g.
      from `flakeProvenance self`) or null to leave them out. */
   withProvenance = { kernel ? null, builder ? null }: attrs:
     withMeta
       {
         provenance =
-          (if kernel == null then { } else { kernel = revision "kernel" kernel; })
-          // (if builder == null then { } else { kernel-builder = revision "kernel-builder" builder; });
+          (if kernel == null then { } else { kernel = kernelRevision kernel; })
+          // (if builder == null then { } else { kernel-builder = builderRevision builder; });
       }
       attrs;
 }

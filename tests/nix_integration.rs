@@ -85,12 +85,55 @@ fn with_provenance_uses_the_kernels_vocabulary_and_never_makes_things_up() {
     for bad in [
         r#"{ commit = "abc"; dirty = false; }"#,
         &format!(r#"{{ commit = "{COMMIT}"; }}"#),
+        r#"{ dirty = false; }"#,
     ] {
         let tried = eval_json(&format!(
             "(builtins.tryEval (builtins.deepSeq (lib.withProvenance {{ kernel = {bad}; }} {{ }}) true)).success"
         ));
         assert_eq!(tried, false, "{bad} was accepted");
     }
+
+    // kernel-builder's own Nix passes { sha; dirty; }; commits come in any
+    // case and are kept lowercase; a builder may stand on its version alone
+    // (not from git), but never without it.
+    let upper = COMMIT.to_uppercase();
+    let kernels = eval_json(&format!(
+        r#"lib.withProvenance {{ kernel = {{ sha = "{upper}"; dirty = false; }}; builder = {{ version = "0.17.0"; }}; }} {{ }}"#
+    ));
+    assert_eq!(
+        kernels["__meta"]["provenance"],
+        serde_json::json!({
+            "kernel": { "commit": COMMIT, "dirty": false },
+            "kernel-builder": { "version": "0.17.0" },
+        })
+    );
+    for bad_builder in [
+        format!(r#"{{ commit = "{COMMIT}"; dirty = false; }}"#),
+        r#"{ version = "0.17.0"; dirty = true; }"#.to_owned(),
+    ] {
+        let tried = eval_json(&format!(
+            "(builtins.tryEval (builtins.deepSeq (lib.withProvenance {{ builder = {bad_builder}; }} {{ }}) true)).success"
+        ));
+        assert_eq!(tried, false, "builder {bad_builder} was accepted");
+    }
+    // A flake's rev, dirtyRev, or a path (no rev: nothing is made up).
+    let flake = eval_json(&format!(
+        r#"map (self: lib.withProvenance {{ kernel = lib.flakeProvenance self; builder = {{ version = "1"; }}; }} {{ }}) [ {{ rev = "{COMMIT}"; }} {{ dirtyRev = "{COMMIT}-dirty"; }} {{ outPath = "/x"; }} ]"#
+    ));
+    let kernels_of: Vec<&serde_json::Value> = flake
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["__meta"]["provenance"]["kernel"])
+        .collect();
+    assert_eq!(
+        kernels_of,
+        [
+            &serde_json::json!({ "commit": COMMIT, "dirty": false }),
+            &serde_json::json!({ "commit": COMMIT, "dirty": true }),
+            &serde_json::Value::Null,
+        ]
+    );
 }
 
 fn drvmeta(args: &[&str]) -> Output {

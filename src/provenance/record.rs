@@ -76,19 +76,34 @@ pub struct Run {
 
 fn revision_dependency(name: &str, revision: &Revision) -> Value {
     let mut annotations = Map::new();
-    annotations.insert("dirty".into(), revision.dirty.into());
+    if let Some(git) = &revision.git {
+        annotations.insert("dirty".into(), git.dirty.into());
+    }
     if let Some(version) = &revision.version {
         annotations.insert("version".into(), version.clone().into());
     }
     let mut dependency = Map::new();
     dependency.insert("name".into(), name.into());
-    if let Some(source) = revision.source.as_ref().filter(|s| !s.is_empty()) {
-        dependency.insert("uri".into(), source.clone().into());
+    match (
+        revision.source.as_ref().filter(|s| !s.is_empty()),
+        &revision.version,
+    ) {
+        (Some(source), _) => {
+            dependency.insert("uri".into(), source.clone().into());
+        }
+        // A builder known by its version alone: a descriptor still needs a
+        // uri or a digest.
+        (None, Some(version)) if revision.git.is_none() => {
+            dependency.insert("uri".into(), format!("pkg:generic/{name}@{version}").into());
+        }
+        _ => {}
     }
-    dependency.insert(
-        "digest".into(),
-        serde_json::json!({ "gitCommit": revision.commit }),
-    );
+    if let Some(git) = &revision.git {
+        dependency.insert(
+            "digest".into(),
+            serde_json::json!({ "gitCommit": git.commit }),
+        );
+    }
     dependency.insert("annotations".into(), Value::Object(annotations));
     Value::Object(dependency)
 }
@@ -203,4 +218,39 @@ pub fn uuid(mut bytes: [u8; 16], version: u8) -> String {
 #[must_use]
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_builder_known_by_its_version_alone_is_a_descriptor_with_a_uri() {
+        let builder = Revision {
+            git: None,
+            version: Some("0.17.0".to_owned()),
+            source: None,
+        };
+        let dependency = revision_dependency("kernel-builder", &builder);
+        assert_eq!(dependency["uri"], "pkg:generic/kernel-builder@0.17.0");
+        assert!(dependency.get("digest").is_none());
+        assert_eq!(
+            dependency["annotations"],
+            serde_json::json!({"version": "0.17.0"})
+        );
+        let with_git = Revision {
+            git: Some(super::super::kernel::Git {
+                commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+                dirty: true,
+            }),
+            ..builder
+        };
+        let dependency = revision_dependency("kernel-builder", &with_git);
+        assert_eq!(
+            dependency["digest"]["gitCommit"],
+            "0123456789abcdef0123456789abcdef01234567"
+        );
+        assert_eq!(dependency["annotations"]["dirty"], true);
+        assert!(dependency.get("uri").is_none());
+    }
 }

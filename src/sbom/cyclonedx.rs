@@ -107,14 +107,16 @@ fn component(package: &Package) -> Value {
         ("kernel-builder", &package.provenance.builder),
     ] {
         if let Some(revision) = revision {
-            properties.push(property(
-                &format!("nix:provenance:{name}:commit"),
-                revision.commit.clone(),
-            ));
-            properties.push(property(
-                &format!("nix:provenance:{name}:dirty"),
-                revision.dirty.to_string(),
-            ));
+            if let Some(git) = &revision.git {
+                properties.push(property(
+                    &format!("nix:provenance:{name}:commit"),
+                    git.commit.clone(),
+                ));
+                properties.push(property(
+                    &format!("nix:provenance:{name}:dirty"),
+                    git.dirty.to_string(),
+                ));
+            }
             if let Some(version) = &revision.version {
                 properties.push(property(
                     &format!("nix:provenance:{name}:version"),

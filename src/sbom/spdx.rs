@@ -121,9 +121,9 @@ fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
         ("kernel", &p.provenance.kernel),
         ("kernel-builder", &p.provenance.builder),
     ] {
-        if let Some(revision) = revision {
-            comment.push(format!("nix:provenance:{name}:commit={}", revision.commit));
-            comment.push(format!("nix:provenance:{name}:dirty={}", revision.dirty));
+        if let Some(git) = revision.as_ref().and_then(|r| r.git.as_ref()) {
+            comment.push(format!("nix:provenance:{name}:commit={}", git.commit));
+            comment.push(format!("nix:provenance:{name}:dirty={}", git.dirty));
         }
     }
     if !p.source_provenance.is_empty() {
