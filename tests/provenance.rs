@@ -31,7 +31,7 @@ fn kernel_expr(nonce: &str) -> String {
         b64_sha256(SO)
     );
     format!(
-        r#"{{ kernelCommit, kernelDirty ? false }}:
+        r#"{{ kernelCommit, kernelDirty ? false, metadataCommit ? null }}:
 derivation {{
   name = "activation-kernel-1.0.0";
   system = "x86_64-linux";
@@ -39,7 +39,16 @@ derivation {{
   nonce = "{nonce}";
   outputs = [ "dev" "out" ];
   __structuredAttrs = true;
-  metadata = builtins.toJSON (builtins.fromJSON ''{metadata}'');
+  # kernels' metadata.json; with metadataCommit, also its own provenance
+  # block (outside the digest) as kernel-builder writes it — which bakes the
+  # commit into the output, so only the test of that block sets it.
+  metadata = builtins.toJSON ((builtins.fromJSON ''{metadata}'')
+    // (if metadataCommit == null then {{ }} else {{
+      provenance = {{
+        kernel-builder = {{ version = "0.17.0"; commit = "{BUILDER_COMMIT}"; dirty = false; }};
+        kernel = {{ commit = metadataCommit; dirty = kernelDirty; }};
+      }};
+    }}));
   args = [ "-euc" ''
     . ./.attrs.sh
     out=''${{outputs[out]}}; dev=''${{outputs[dev]}}
@@ -1196,4 +1205,85 @@ fn the_hook_records_only_what_it_is_given_truthfully() {
         stderr(&best)
     );
     assert!(record_files(&records).is_empty());
+}
+
+#[test]
+fn metadata_json_provenance_must_agree_with_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, public) = support::nix_key(dir.path(), "builder-1");
+    let build = |name: &str, args: &[&str]| {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let records = sub.join("records");
+        let (outs, _) =
+            build_with_hook(&sub, &kernel_expr(&nonce()), &records, Some(&secret), args);
+        let out = outs.into_iter().find(|o| !o.ends_with("-dev")).unwrap();
+        let verify = drvmeta_within(
+            &[
+                "provenance",
+                "verify",
+                "--json",
+                "--records",
+                records.to_str().unwrap(),
+                "--trusted-key",
+                &public,
+                &out,
+            ],
+            60,
+        );
+        let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+        (verify.status.code(), report["outputs"][0].clone())
+    };
+    // Agreeing: verifies, no warning.
+    let (code, report) = build(
+        "agree",
+        &[
+            "--argstr",
+            "kernelCommit",
+            &commit(7),
+            "--argstr",
+            "metadataCommit",
+            &commit(7),
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["warnings"], serde_json::json!([]));
+    // Dirty in both: verifies, with a warning from metadata.json.
+    let (code, report) = build(
+        "dirty",
+        &[
+            "--argstr",
+            "kernelCommit",
+            &commit(7),
+            "--argstr",
+            "metadataCommit",
+            &commit(7),
+            "--arg",
+            "kernelDirty",
+            "true",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report["warnings"].to_string().contains("dirty tree"),
+        "{report}"
+    );
+    // metadata.json names another commit than __meta: a contradiction.
+    let (code, report) = build(
+        "contradiction",
+        &[
+            "--argstr",
+            "kernelCommit",
+            &commit(7),
+            "--argstr",
+            "metadataCommit",
+            &commit(8),
+        ],
+    );
+    assert_eq!(code, Some(1), "{report}");
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains(&format!("says kernel {}", commit(8))) && problems.contains(&commit(7)),
+        "{problems}"
+    );
 }

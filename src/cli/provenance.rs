@@ -401,7 +401,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Print {"outputs": [{"output", "narSha256", "ok", "matching", "keys",
-    /// "ignored", "problems", "kernelFiles", "dirty"}]}.
+    /// "ignored", "problems", "kernelFiles", "dirty", "warnings"}]}.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -655,6 +655,9 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
             for ignored in &result.ignored {
                 eprintln!("drvmeta: {ignored}");
             }
+            for warning in &result.warnings {
+                eprintln!("drvmeta: warning: {warning}");
+            }
             let ok = result.problems.is_empty();
             failed |= !ok;
             if args.json {
@@ -668,6 +671,7 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
                     "problems": result.problems,
                     "kernelFiles": result.kernel_files,
                     "dirty": result.dirty,
+                    "warnings": result.warnings,
                 }));
                 continue;
             }

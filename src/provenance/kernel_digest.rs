@@ -231,3 +231,20 @@ pub fn check_variant(variant: &Path) -> std::result::Result<usize, Vec<String>> 
         Err(problems)
     }
 }
+
+/// What a variant's `metadata.json` says of its provenance (its
+/// `provenance` block, or the legacy `build-info`), read with the same
+/// vocabulary as `__meta.provenance`; `None` when it says nothing.
+#[must_use]
+pub fn metadata_provenance(variant: &Path) -> Option<super::kernel::KernelProvenance> {
+    let metadata: Value = std::fs::read(variant.join("metadata.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())?;
+    let block = metadata
+        .get("provenance")
+        .or_else(|| metadata.get("build-info"))?
+        .clone();
+    let mut meta = serde_json::Map::new();
+    meta.insert("provenance".to_owned(), block);
+    Some(super::kernel::KernelProvenance::from_meta(&meta))
+}

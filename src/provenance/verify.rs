@@ -251,6 +251,57 @@ pub struct Verification {
     pub kernel_files: usize,
     /// Counted records that say the kernel or builder tree was dirty.
     pub dirty: Vec<PathBuf>,
+    /// Warnings that do not fail verification (a variant's metadata.json
+    /// saying it was built from a dirty tree).
+    pub warnings: Vec<String>,
+}
+
+/// The git state a statement records for `name` (`kernel`,
+/// `kernel-builder`): commit and dirty flag.
+fn recorded_git(statement: &Value, name: &str) -> Option<(String, bool)> {
+    let dependency = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()?
+        .iter()
+        .find(|d| d["name"] == name)?;
+    Some((
+        dependency["digest"]["gitCommit"].as_str()?.to_owned(),
+        dependency["annotations"]["dirty"].as_bool()?,
+    ))
+}
+
+/// Compare each variant's `metadata.json` provenance with the records that
+/// matched: a different commit or dirty flag is a problem, a dirty tree a
+/// warning.
+fn check_metadata_provenance(output: &Path, statements: &[&Value], result: &mut Verification) {
+    for variant in super::kernel_digest::variants(output) {
+        let Some(said) = super::kernel_digest::metadata_provenance(&variant) else {
+            continue;
+        };
+        let file = variant.join("metadata.json");
+        if said.dirty() {
+            result.warnings.push(format!(
+                "{}: says the kernel was built from a dirty tree (uncommitted changes)",
+                file.display()
+            ));
+        }
+        for (name, revision) in [("kernel", &said.kernel), ("kernel-builder", &said.builder)] {
+            let Some(git) = revision.as_ref().and_then(|r| r.git.as_ref()) else {
+                continue;
+            };
+            for statement in statements {
+                if let Some((commit, dirty)) = recorded_git(statement, name)
+                    && (commit != git.commit || dirty != git.dirty)
+                {
+                    result.problems.push(format!(
+                        "{}: says {name} {} (dirty: {}), but the record says {commit} (dirty: {dirty})",
+                        file.display(),
+                        git.commit,
+                        git.dirty
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Verify `output` against its records — only those signed by a `trusted`
@@ -275,7 +326,9 @@ pub fn verify(
         problems: Vec::new(),
         kernel_files: 0,
         dirty: Vec::new(),
+        warnings: Vec::new(),
     };
+    let mut matched_statements = Vec::new();
     for record in records_of(store, output, trusted)? {
         let file = record.file.display().to_string();
         if !record.counted(allow_unsigned) {
@@ -292,6 +345,7 @@ pub fn verify(
         let digest = subject_digest(statement, output).unwrap_or_default();
         if digest == nar {
             result.matching.push(record.file.clone());
+            matched_statements.push(statement.clone());
             if let Trust::Trusted(keys) = &record.trust {
                 result.keys.extend(keys.iter().cloned());
             }
@@ -321,6 +375,8 @@ pub fn verify(
     let (files, problems) = check_kernel_digests(Path::new(output))?;
     result.kernel_files = files;
     result.problems.extend(problems);
+    let statements: Vec<&Value> = matched_statements.iter().collect();
+    check_metadata_provenance(Path::new(output), &statements, &mut result);
     Ok(result)
 }
 
