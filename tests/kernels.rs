@@ -339,3 +339,25 @@ fn variants_are_found_where_kernels_looks() {
         [flat.join("torch-cuda")]
     );
 }
+
+#[test]
+fn a_metadata_json_linked_to_dev_zero_is_an_error_not_a_hang() {
+    // kernels itself would read it forever; drvmeta names it.
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("build/torch-cuda");
+    std::fs::create_dir_all(&dir).unwrap();
+    symlink("/dev/zero", &dir.join("metadata.json"));
+    let (done, result) = std::sync::mpsc::channel();
+    let variant = dir.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(drvmeta::provenance::kernel_digest::check_variant(&variant));
+    });
+    let result = result
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("check_variant hung on /dev/zero");
+    let problems = result.unwrap_err();
+    assert!(
+        problems[0].contains("metadata.json") && problems[0].contains("device"),
+        "{problems:?}"
+    );
+}

@@ -25,6 +25,9 @@ use base64::Engine as _;
 use serde_json::Value;
 use sha2::Digest as _;
 
+/// The largest `metadata.json` read (a digest of every file of a variant).
+const METADATA_LIMIT: u64 = 16 << 20;
+
 /// The digest algorithms `kernels` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -43,12 +46,22 @@ impl Algorithm {
         }
     }
 
-    fn hash(self, bytes: &[u8]) -> String {
+    /// Hash a file by streaming it (kernels' `.so` files can be large).
+    fn hash_file(self, path: &Path) -> std::io::Result<String> {
         let engine = base64::engine::general_purpose::STANDARD;
-        match self {
-            Self::Sha256 => engine.encode(sha2::Sha256::digest(bytes)),
-            Self::Sha512 => engine.encode(sha2::Sha512::digest(bytes)),
-        }
+        let mut file = std::fs::File::open(path)?;
+        Ok(match self {
+            Self::Sha256 => {
+                let mut hasher = sha2::Sha256::new();
+                std::io::copy(&mut file, &mut hasher)?;
+                engine.encode(hasher.finalize())
+            }
+            Self::Sha512 => {
+                let mut hasher = sha2::Sha512::new();
+                std::io::copy(&mut file, &mut hasher)?;
+                engine.encode(hasher.finalize())
+            }
+        })
     }
 }
 
@@ -164,14 +177,15 @@ pub fn hash_variant(
         {
             continue;
         }
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let hash = algorithm
+            .hash_file(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         let relative = path
             .strip_prefix(variant)
             .expect("walkdir stays below its root")
             .to_string_lossy()
             .replace('\\', "/");
-        files.insert(relative, algorithm.hash(&bytes));
+        files.insert(relative, hash);
     }
     Ok(files)
 }
@@ -184,7 +198,9 @@ pub fn hash_variant(
 pub fn check_variant(variant: &Path) -> std::result::Result<usize, Vec<String>> {
     let name = variant.display();
     let metadata_file = variant.join("metadata.json");
-    let metadata: Value = std::fs::read(&metadata_file)
+    // Followed like kernels follows it (a Hub snapshot links it), but read
+    // as a regular file of bounded size: never a FIFO or /dev/zero.
+    let metadata: Value = crate::safe_read::read_regular(&metadata_file, true, METADATA_LIMIT)
         .map_err(|e| e.to_string())
         .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
         .map_err(|e| vec![format!("{name}/metadata.json: cannot read: {e}")])?;
@@ -237,9 +253,10 @@ pub fn check_variant(variant: &Path) -> std::result::Result<usize, Vec<String>> 
 /// vocabulary as `__meta.provenance`; `None` when it says nothing.
 #[must_use]
 pub fn metadata_provenance(variant: &Path) -> Option<super::kernel::KernelProvenance> {
-    let metadata: Value = std::fs::read(variant.join("metadata.json"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())?;
+    let metadata: Value =
+        crate::safe_read::read_regular(&variant.join("metadata.json"), true, METADATA_LIMIT)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())?;
     let block = metadata
         .get("provenance")
         .or_else(|| metadata.get("build-info"))?
