@@ -141,6 +141,18 @@ pub fn outputs_of(drv: &str) -> Result<Vec<String>> {
     query(&["--outputs"], &[drv.to_owned()])
 }
 
+/// The derivation Nix registered as the deriver of each of `paths`
+/// (`None` where it has none).
+///
+/// # Errors
+/// When `nix-store` fails (a path is not valid).
+pub fn derivers(paths: &[String]) -> Result<Vec<Option<String>>> {
+    Ok(query(&["--deriver"], paths)?
+        .into_iter()
+        .map(|d| (d != "unknown-deriver").then_some(d))
+        .collect())
+}
+
 /// `nix-store --realise` the derivations; returns the output paths printed
 /// (stderr, the build log, is passed through).
 ///

@@ -1287,3 +1287,49 @@ fn metadata_json_provenance_must_agree_with_the_record() {
         "{problems}"
     );
 }
+
+#[test]
+fn a_floating_output_must_be_registered_as_built_from_the_derivation() {
+    // Two floating content-addressed derivations of the same name, built;
+    // the hook for the first, given the second's output, refuses.
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let (secret, _) = support::nix_key(dir.path(), "builder-1");
+    let n = nonce();
+    let build = |tag: &str| -> (String, String) {
+        let file = dir.path().join(format!("ca-{tag}.nix"));
+        std::fs::write(
+            &file,
+            format!(
+                r#"let dep = derivation {{ name = "dep-{tag}-{n}"; system = "x86_64-linux"; builder = "/bin/sh"; args = ["-c" "echo {tag} > $out"]; }};
+in derivation {{ name = "ca-same-name"; system = "x86_64-linux"; builder = "/bin/sh"; args = ["-c" "echo ${{dep}} > $out"]; __contentAddressed = true; outputHashMode = "recursive"; outputHashAlgo = "sha256"; }}"#
+            ),
+        )
+        .unwrap();
+        let drv = support::run(support::nix("nix-instantiate").arg(&file), "instantiate")
+            .trim()
+            .to_owned();
+        let out = support::run(
+            support::nix("nix-store")
+                .args(["--realise", &drv])
+                .args(support::META_BUILD_OPTIONS),
+            "realise",
+        )
+        .trim()
+        .to_owned();
+        (drv, out)
+    };
+    let (first_drv, first_out) = build("a");
+    let (_, second_out) = build("b");
+    let os = std::ffi::OsStr::new;
+    let records_arg = records.to_str().unwrap();
+    let genuine = hook_with(records_arg, &secret, &first_drv, os(&first_out));
+    assert_eq!(genuine.status.code(), Some(0), "{}", stderr(&genuine));
+    let other = hook_with(records_arg, &secret, &first_drv, os(&second_out));
+    assert_eq!(other.status.code(), Some(1), "{}", stderr(&other));
+    assert!(
+        stderr(&other).contains("not this derivation's resolved form"),
+        "{}",
+        stderr(&other)
+    );
+}

@@ -133,6 +133,7 @@ pub fn facts_with_cache(
     }
     // A subset is fine: Nix 2.8 runs the hook of a content-addressed
     // derivation's unresolved form with only the outputs that were wanted.
+    check_floating_outputs(options, built, &outputs)?;
 
     // Inputs: outputs of input derivations, and input sources.
     let mut inputs: Vec<Input> = Vec::new();
@@ -258,6 +259,79 @@ pub fn facts_with_cache(
         inputs,
         provenance,
     })
+}
+
+/// Outputs the `.drv` cannot record (floating content-addressed) must be
+/// registered by Nix as built from this derivation or from its resolved
+/// form: Nix 2.8 runs the hook of the unresolved derivation with outputs
+/// whose registered deriver is the resolved one — a derivation of the same
+/// name, outputs and system, with no input derivations: their outputs became
+/// input sources, beside ours (checked for every input output whose path
+/// our inputs record).
+fn check_floating_outputs(
+    options: &LoadOptions,
+    built: &crate::hashing::Rooted,
+    outputs: &[(String, String)],
+) -> Result<()> {
+    let store_dir = &options.store_dir;
+    let floating: Vec<&(String, String)> = outputs
+        .iter()
+        .filter(|(name, _)| built.drv.output(name).is_some_and(|o| o.path().is_none()))
+        .collect();
+    if floating.is_empty() {
+        return Ok(());
+    }
+    let paths: Vec<String> = floating.iter().map(|(_, p)| p.clone()).collect();
+    let derivers = nix_store::derivers(&paths)?;
+    let ours = built.path.to_absolute_path_in(store_dir);
+    for ((name, path), deriver) in floating.iter().zip(derivers) {
+        let refuse = |why: String| Error::BadPath {
+            path: path.clone(),
+            reason: format!("not output {name:?} of {ours}: {why}"),
+        };
+        let deriver = deriver.ok_or_else(|| refuse("Nix registered no deriver".to_owned()))?;
+        if deriver == ours {
+            continue;
+        }
+        let resolved = crate::closure::read_one(options, &deriver)
+            .and_then(|node| node.derivation())
+            .map_err(|e| refuse(format!("its deriver {deriver} cannot be read: {e}")))?;
+        let names = |drv: &crate::derivation::Derivation| -> Vec<String> {
+            drv.outputs().map(|o| o.name.to_owned()).collect()
+        };
+        // Resolving turns every input derivation's output into an input
+        // source: those whose paths our inputs record must be there.
+        let realised_inputs_kept =
+            built
+                .drv
+                .input_derivations()
+                .iter()
+                .zip(&built.inputs)
+                .all(|(input, input_drv)| {
+                    input.node.outputs.iter().all(|output| {
+                        input_drv
+                            .output(output)
+                            .and_then(|o| o.path())
+                            .is_none_or(|path| resolved.input_sources().contains(path))
+                    })
+                });
+        let is_resolution = resolved.name() == built.drv.name()
+            && names(&resolved) == names(&built.drv)
+            && resolved.input_derivations().is_empty()
+            && built
+                .drv
+                .input_sources()
+                .iter()
+                .all(|src| resolved.input_sources().contains(src))
+            && realised_inputs_kept
+            && resolved.system() == built.drv.system();
+        if !is_resolution {
+            return Err(refuse(format!(
+                "Nix built it from {deriver}, which is not this derivation's resolved form"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The hash part of an absolute store path.
