@@ -1333,3 +1333,98 @@ in derivation {{ name = "ca-same-name"; system = "x86_64-linux"; builder = "/bin
         stderr(&other)
     );
 }
+
+#[test]
+fn fill_metadata_writes_kernels_provenance_into_a_copy_from_the_verified_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let records_arg = records.to_str().unwrap();
+    let (secret, public) = support::nix_key(dir.path(), "builder-1");
+    let kernel_commit = commit(0xa);
+    let (outs, _) = build_with_hook(
+        dir.path(),
+        &kernel_expr(&nonce()),
+        &records,
+        Some(&secret),
+        &["--argstr", "kernelCommit", &kernel_commit],
+    );
+    let out = outs.into_iter().find(|o| !o.ends_with("-dev")).unwrap();
+    // The copy kernel-builder uploads: build/<variant>/.
+    let copy = dir.path().join("upload");
+    let variant = copy.join("build").join(VARIANT);
+    std::fs::create_dir_all(variant.parent().unwrap()).unwrap();
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(format!("{out}/{VARIANT}"))
+            .arg(&variant)
+            .status()
+            .unwrap()
+            .success()
+    );
+    make_writable(&copy);
+    let metadata = variant.join("metadata.json");
+    let before = std::fs::read(&metadata).unwrap();
+    let fill = |trust: &str, copy: &Path| {
+        drvmeta(&[
+            "provenance",
+            "fill-metadata",
+            "--json",
+            "--records",
+            records_arg,
+            "--trusted-key",
+            trust,
+            &out,
+            copy.to_str().unwrap(),
+        ])
+    };
+
+    // Not trusted, or a tampered copy: refused, nothing written.
+    let (_, stranger) = support::nix_key(dir.path(), "stranger-1");
+    let untrusted = fill(&stranger, &copy);
+    assert_eq!(untrusted.status.code(), Some(1), "{}", stderr(&untrusted));
+    let so = variant.join("activation/_activation.so");
+    std::fs::write(&so, "evil kernel\n").unwrap();
+    let tampered = fill(&public, &copy);
+    assert_eq!(tampered.status.code(), Some(1), "{}", stderr(&tampered));
+    assert!(
+        stderr(&tampered).contains("digest check"),
+        "{}",
+        stderr(&tampered)
+    );
+    assert_eq!(
+        std::fs::read(&metadata).unwrap(),
+        before,
+        "nothing was written"
+    );
+    std::fs::write(&so, SO).unwrap();
+
+    let filled = fill(&public, &copy);
+    assert_eq!(filled.status.code(), Some(0), "{}", stderr(&filled));
+    let report: serde_json::Value = serde_json::from_slice(&filled.stdout).unwrap();
+    assert_eq!(
+        report["filled"][0]["provenance"],
+        serde_json::json!({
+            "kernel-builder": { "version": "0.17.0", "commit": BUILDER_COMMIT, "dirty": false },
+            "kernel": { "commit": kernel_commit, "dirty": false },
+        })
+    );
+    // kernels loads it, reads the provenance, and its digest check passes.
+    let checked = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             from kernels._rust import Metadata, Digest\n\
+             m = Metadata.read_from_file(sys.argv[1] + '/metadata.json')\n\
+             m.digest.validate(Digest.hash_variant(m.digest.algorithm, sys.argv[1]))\n\
+             print(m.provenance.kernel.commit, m.provenance.kernel_builder.version, m.provenance.dirty)\n",
+        )
+        .arg(&variant)
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    assert_eq!(
+        String::from_utf8_lossy(&checked.stdout).trim(),
+        format!("{kernel_commit} 0.17.0 False")
+    );
+}

@@ -382,6 +382,30 @@ pub enum ProvenanceCommand {
     /// Re-hash outputs and check them against their records and kernels
     /// metadata.json digests.
     Verify(VerifyArgs),
+    /// Fill the kernels `provenance` block of each variant's metadata.json in
+    /// a copy of a built kernel (what is uploaded to the Hub) from the
+    /// output's verified record.
+    FillMetadata(FillMetadataArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FillMetadataArgs {
+    /// Print {"filled": [{"variant", "provenance"}]}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// When the output's records name different provenance (a meta-only
+    /// rebuild), take the record of this meta-carrying derivation.
+    #[arg(long, value_name = "DRV")]
+    derivation: Option<String>,
+    /// The built output (a store path) whose records are used.
+    #[arg(value_name = "OUTPUT")]
+    output: String,
+    /// The copy: a directory of the output's variants (`build/<variant>/` or
+    /// `<variant>/`), e.g. kernel-builder's build-and-copy directory.
+    #[arg(value_name = "COPY")]
+    copy: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -528,7 +552,39 @@ pub fn provenance(command: &ProvenanceCommand) -> Result<u8> {
     match command {
         ProvenanceCommand::Show(args) => show(args),
         ProvenanceCommand::Verify(args) => verify_paths(args),
+        ProvenanceCommand::FillMetadata(args) => fill_metadata(args),
     }
+}
+
+fn fill_metadata(args: &FillMetadataArgs) -> Result<u8> {
+    let store = args.trust.store();
+    let trusted = args.trust.trusted()?;
+    let filled = drvmeta::provenance::kernels_metadata::fill_metadata(
+        &store,
+        args.output.trim_end_matches('/'),
+        &args.copy,
+        &trusted,
+        args.trust.allow_unsigned,
+        args.derivation.as_deref(),
+    )?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        let filled: Vec<Value> = filled
+            .iter()
+            .map(|f| serde_json::json!({ "variant": f.variant, "provenance": f.provenance }))
+            .collect();
+        serde_json::to_writer(&mut out, &serde_json::json!({ "filled": filled }))?;
+        writeln!(out)?;
+    } else {
+        for f in &filled {
+            writeln!(
+                out,
+                "{}/metadata.json: provenance filled",
+                f.variant.display()
+            )?;
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 fn show(args: &ShowArgs) -> Result<u8> {

@@ -8,6 +8,7 @@
 
 pub mod kernel;
 pub mod kernel_digest;
+pub mod kernels_metadata;
 pub mod nar;
 pub mod record;
 pub mod sign;
