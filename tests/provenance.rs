@@ -166,13 +166,32 @@ fn build_with_hook(
     (outs.lines().map(str::to_owned).collect(), log)
 }
 
+/// The records filed under output paths; the copies a kernel record also
+/// gets under `v-<variant digest>/` are left out (see `variant_record_files`).
 fn record_files(records: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = walk(records)
         .into_iter()
         .filter(|p| {
             let name = p.to_string_lossy();
-            name.ends_with(".dsse.json") || name.ends_with(".intoto.json")
+            let in_variant_index = p
+                .strip_prefix(records)
+                .ok()
+                .and_then(|rel| rel.components().next())
+                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("v-"));
+            !in_variant_index && (name.ends_with(".dsse.json") || name.ends_with(".intoto.json"))
         })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The copies of kernel records filed under `v-<variant digest>/`.
+fn variant_record_files(records: &Path) -> Vec<PathBuf> {
+    let all = walk(records);
+    let by_output = record_files(records);
+    let mut files: Vec<PathBuf> = all
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".dsse.json") && !by_output.contains(p))
         .collect();
     files.sort();
     files
@@ -1349,6 +1368,17 @@ fn fill_metadata_writes_kernels_provenance_into_a_copy_from_the_verified_record(
         &["--argstr", "kernelCommit", &kernel_commit],
     );
     let out = outs.into_iter().find(|o| !o.ends_with("-dev")).unwrap();
+    // The kernel output's record is also filed under its variant's digest,
+    // byte for byte the record filed under the output.
+    let indexed = variant_record_files(&records);
+    assert_eq!(indexed.len(), 1, "{indexed:?}");
+    let indexed_bytes = std::fs::read(&indexed[0]).unwrap();
+    assert!(
+        record_files(&records)
+            .iter()
+            .any(|p| std::fs::read(p).unwrap() == indexed_bytes),
+        "the variant index holds a record filed under no output"
+    );
     // The copy kernel-builder uploads: build/<variant>/.
     let copy = dir.path().join("upload");
     let variant = copy.join("build").join(VARIANT);
@@ -1426,5 +1456,81 @@ fn fill_metadata_writes_kernels_provenance_into_a_copy_from_the_verified_record(
     assert_eq!(
         String::from_utf8_lossy(&checked.stdout).trim(),
         format!("{kernel_commit} 0.17.0 False")
+    );
+
+    // The copy, with the provenance block, a signature bundle and bytecode
+    // added, still verifies: by its variant's digest, a subject of the record.
+    std::fs::write(variant.join("metadata.json.sigstore"), "{}").unwrap();
+    std::fs::create_dir_all(variant.join("activation/__pycache__")).unwrap();
+    std::fs::write(
+        variant.join("activation/__pycache__/x.cpython-311.pyc"),
+        "b",
+    )
+    .unwrap();
+    let copy_ok = verify_trusting(records_arg, &[&public], copy.to_str().unwrap());
+    assert_eq!(copy_ok.status.code(), Some(0), "{}", stderr(&copy_ok));
+    let text = String::from_utf8_lossy(&copy_ok.stdout);
+    assert!(
+        text.contains("matched by variant digest") && text.contains("builder-1"),
+        "{text}"
+    );
+    // A Hub-style snapshot: every file a link into blobs/.
+    let snapshot = dir.path().join("hub/snapshot/build").join(VARIANT);
+    let blobs = dir.path().join("hub/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for (i, relative) in [
+        "metadata.json",
+        "activation/__init__.py",
+        "activation/_activation.so",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let blob = blobs.join(format!("blob{i}"));
+        std::fs::copy(variant.join(relative), &blob).unwrap();
+        let link = snapshot.join(relative);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&blob, &link).unwrap();
+    }
+    let hub = verify_trusting(
+        records_arg,
+        &[&public],
+        dir.path().join("hub/snapshot").to_str().unwrap(),
+    );
+    assert_eq!(hub.status.code(), Some(0), "{}", stderr(&hub));
+    // --json names the match and the variant digest, the record's subject.
+    let hub_json = drvmeta(&[
+        "provenance",
+        "verify",
+        "--json",
+        "--records",
+        records_arg,
+        "--trusted-key",
+        &public,
+        dir.path().join("hub/snapshot").to_str().unwrap(),
+    ]);
+    assert_eq!(hub_json.status.code(), Some(0), "{}", stderr(&hub_json));
+    let report: serde_json::Value = serde_json::from_slice(&hub_json.stdout).unwrap();
+    let entry = &report["outputs"][0];
+    assert!(entry["copy"].is_string(), "{report}");
+    assert_eq!(entry["match"], "variant-digest", "{report}");
+    let digest = entry["variants"][0]["variantDigest"].as_str().unwrap();
+    let statement = statement_of(&indexed[0]);
+    assert!(
+        statement["subject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["digest"]["sha256"] == digest),
+        "{statement}"
+    );
+    // A changed file in the copy: no record attests it.
+    std::fs::write(&so, "evil kernel\n").unwrap();
+    let changed = verify_trusting(records_arg, &[&public], copy.to_str().unwrap());
+    assert_eq!(changed.status.code(), Some(1), "{}", stderr(&changed));
+    assert!(
+        stderr(&changed).contains("_activation.so"),
+        "{}",
+        stderr(&changed)
     );
 }

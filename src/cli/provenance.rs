@@ -430,7 +430,9 @@ pub struct VerifyArgs {
     json: bool,
     #[command(flatten)]
     trust: TrustArgs,
-    /// Output paths, or derivations (all their outputs).
+    /// Output paths (or copies named like them), derivations (all their
+    /// outputs), or copies of a kernel's variants (a copied `build/`, a Hub
+    /// snapshot), found by their variant digests.
     #[arg(value_name = "PATH", required = true)]
     paths: Vec<String>,
 }
@@ -677,6 +679,20 @@ fn show(args: &ShowArgs) -> Result<u8> {
     })
 }
 
+/// A directory that is neither a store path nor a copy named like one (a
+/// copied `build/`, a Hub snapshot): verified by its kernel variants.
+fn is_kernel_copy(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    let in_store = load_options().is_ok_and(|o| path.starts_with(&format!("{}/", o.store_dir)));
+    let base = std::path::Path::new(path)
+        .file_name()
+        .map(|b| b.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    !in_store
+        && std::path::Path::new(path).is_dir()
+        && drvmeta::derivation::StorePath::from_basename(base.as_bytes()).is_err()
+}
+
 fn verify_paths(args: &VerifyArgs) -> Result<u8> {
     let store = args.trust.store();
     let trusted = args.trust.trusted()?;
@@ -696,6 +712,50 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
     let mut reports = Vec::new();
     let mut out = io::stdout().lock();
     for path in &args.paths {
+        if is_kernel_copy(path) {
+            let result = verify::verify_copy(
+                &store,
+                std::path::Path::new(path),
+                &trusted,
+                args.trust.allow_unsigned,
+            )?;
+            for ignored in &result.ignored {
+                eprintln!("drvmeta: {ignored}");
+            }
+            let ok = result.problems.is_empty();
+            failed |= !ok;
+            if args.json {
+                reports.push(serde_json::json!({
+                    "copy": path, "match": "variant-digest", "ok": ok,
+                    "variants": result.variants, "ignored": result.ignored,
+                    "problems": result.problems,
+                }));
+                continue;
+            }
+            if ok {
+                for variant in &result.variants {
+                    writeln!(
+                        out,
+                        "ok {}: kernel variant digest {} matches {} record(s) (matched by variant digest), attested by {} trusted key(s){}",
+                        variant.variant.display(),
+                        variant.variant_digest.as_deref().unwrap_or("?"),
+                        variant.matching.len(),
+                        variant.keys.len(),
+                        if variant.keys.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", variant.keys.join(", "))
+                        }
+                    )?;
+                }
+            } else {
+                writeln!(out, "FAILED {path}")?;
+                for problem in &result.problems {
+                    eprintln!("drvmeta: {problem}");
+                }
+            }
+            continue;
+        }
         let (outputs, _) = outputs_for(path)?;
         if outputs.is_empty() {
             bail!(UsageError(format!("{path}: no outputs to verify")));

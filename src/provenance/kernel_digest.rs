@@ -265,3 +265,29 @@ pub fn metadata_provenance(variant: &Path) -> Option<super::kernel::KernelProven
     meta.insert("provenance".to_owned(), block);
     Some(super::kernel::KernelProvenance::from_meta(&meta))
 }
+
+/// The identity of a variant that survives what a copy goes through
+/// (`metadata.json.sigstore` and `__pycache__` added, the `provenance` block
+/// written into `metadata.json`): the SHA-256 (hex) of its digest set,
+/// `{"algorithm", "files"}` serialised compactly with sorted keys — after
+/// the variant passed `kernels`' digest check, so the set is its content.
+///
+/// # Errors
+/// The variant's problems ([`check_variant`]).
+pub fn variant_digest(variant: &Path) -> std::result::Result<String, Vec<String>> {
+    check_variant(variant)?;
+    let metadata: Value =
+        crate::safe_read::read_regular(&variant.join("metadata.json"), true, METADATA_LIMIT)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| vec![format!("{}/metadata.json: cannot read", variant.display())])?;
+    let digest = &metadata["digest"];
+    let canonical = serde_json::json!({
+        "algorithm": digest["algorithm"],
+        "files": digest["files"],
+    });
+    let bytes = serde_json::to_vec(&canonical).expect("JSON serialises");
+    Ok(crate::derivation::store_path::hex(&sha2::Sha256::digest(
+        &bytes,
+    )))
+}

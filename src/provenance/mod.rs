@@ -221,11 +221,15 @@ pub fn facts_with_cache(
     let outputs = outputs
         .into_iter()
         .zip(output_hashes.into_iter().zip(sizes))
-        .map(|((name, path), (nar_sha256, nar_size))| Output {
-            name,
-            path,
-            nar_sha256,
-            nar_size,
+        .map(|((name, path), (nar_sha256, nar_size))| {
+            let variants = kernel_variants(&path);
+            Output {
+                name,
+                path,
+                nar_sha256,
+                nar_size,
+                variants,
+            }
         })
         .collect();
 
@@ -335,6 +339,24 @@ fn check_floating_outputs(
     Ok(())
 }
 
+/// The kernel variants of a built output that pass `kernels`' digest check,
+/// with their variant digests (a variant that fails gets no subject).
+fn kernel_variants(output: &str) -> Vec<(String, String)> {
+    let root = std::path::Path::new(output);
+    kernel_digest::variants(root)
+        .into_iter()
+        .filter_map(|variant| {
+            let digest = kernel_digest::variant_digest(&variant).ok()?;
+            let relative = variant
+                .strip_prefix(root)
+                .ok()?
+                .to_string_lossy()
+                .into_owned();
+            Some((relative, digest))
+        })
+        .collect()
+}
+
 /// The hash part of an absolute store path.
 #[must_use]
 pub fn hash_part(path: &str) -> &str {
@@ -370,9 +392,14 @@ pub fn write_records(
         .original_derivation
         .as_deref()
         .unwrap_or(&facts.derivation);
-    facts
-        .outputs
-        .iter()
-        .map(|output| store.write(hash_part(&output.path), hash_part(filed_under), &bytes))
-        .collect()
+    let mut written = Vec::new();
+    for output in &facts.outputs {
+        written.push(store.write(hash_part(&output.path), hash_part(filed_under), &bytes)?);
+        // Also filed under each variant's digest, so that a copy of the
+        // variant alone finds its record.
+        for (_, digest) in &output.variants {
+            store.write(&store::variant_dir(digest), hash_part(filed_under), &bytes)?;
+        }
+    }
+    Ok(written)
 }

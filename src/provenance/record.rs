@@ -25,6 +25,9 @@ pub struct Output {
     pub nar_sha256: String,
     /// Size of the NAR in bytes.
     pub nar_size: u64,
+    /// Its kernel variants that passed `kernels`' digest check: relative
+    /// path and variant digest ([`super::kernel_digest::variant_digest`]).
+    pub variants: Vec<(String, String)>,
 }
 
 /// An input of the build: an input derivation's output or an input source.
@@ -113,17 +116,22 @@ fn revision_dependency(name: &str, revision: &Revision) -> Value {
 /// them).
 #[must_use]
 pub fn statement(facts: &Facts, run: &Run) -> Value {
-    let subject: Vec<Value> = facts
-        .outputs
-        .iter()
-        .map(|output| {
-            serde_json::json!({
-                "name": output.path,
-                "digest": { "sha256": output.nar_sha256 },
-                "annotations": { "output": output.name, "narSize": output.nar_size },
-            })
-        })
-        .collect();
+    let mut subject: Vec<Value> = Vec::new();
+    for output in &facts.outputs {
+        subject.push(serde_json::json!({
+            "name": output.path,
+            "digest": { "sha256": output.nar_sha256 },
+            "annotations": { "output": output.name, "narSize": output.nar_size },
+        }));
+        // One subject per kernel variant, whose digest survives copies.
+        for (relative, digest) in &output.variants {
+            subject.push(serde_json::json!({
+                "name": format!("{}/{relative}", output.path),
+                "digest": { "sha256": digest },
+                "annotations": { "output": output.name, "kernelVariant": relative },
+            }));
+        }
+    }
     let mut external = Map::new();
     external.insert("derivation".into(), facts.derivation.clone().into());
     if let Some(original) = &facts.original_derivation {

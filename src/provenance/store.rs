@@ -78,6 +78,13 @@ fn create_dirs(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The directory that files records by the digest of a kernel variant they
+/// attest (`v-<64 hex>`), beside the output hash parts.
+#[must_use]
+pub fn variant_dir(digest: &str) -> String {
+    format!("v-{digest}")
+}
+
 /// The content part of a record's file name.
 #[must_use]
 pub fn content_name(bytes: &[u8]) -> String {

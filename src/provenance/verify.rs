@@ -38,8 +38,46 @@ pub fn builder_id_of_key(name: &str) -> String {
     format!("urn:drvmeta:nix-key:{name}")
 }
 
+/// What a record is read for: an output (by path) or a kernel variant (by
+/// its variant digest).
+#[derive(Debug, Clone, Copy)]
+enum Lookup<'a> {
+    Output(&'a str),
+    Variant(&'a str),
+}
+
+impl Lookup<'_> {
+    fn has_subject(&self, statement: &Value) -> bool {
+        match self {
+            Self::Output(path) => subject_digest(statement, path).is_some(),
+            Self::Variant(digest) => variant_subject(statement, digest).is_some(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Output(path) => (*path).to_owned(),
+            Self::Variant(digest) => format!("kernel variant {digest}"),
+        }
+    }
+}
+
+/// The subject of a statement that attests kernel variant `digest`.
+#[must_use]
+pub fn variant_subject<'a>(statement: &'a Value, digest: &str) -> Option<&'a Value> {
+    statement["subject"]
+        .as_array()?
+        .iter()
+        .find(|s| s["digest"]["sha256"] == digest && s["annotations"]["kernelVariant"].is_string())
+}
+
 /// Read and check one record file of output `output_path`.
 fn read_record(file: PathBuf, output_path: &str, trusted: &[PublicKey]) -> RecordFile {
+    read_record_for(file, Lookup::Output(output_path), trusted)
+}
+
+/// Read and check one record file found by `lookup`.
+fn read_record_for(file: PathBuf, lookup: Lookup<'_>, trusted: &[PublicKey]) -> RecordFile {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -64,7 +102,7 @@ fn read_record(file: PathBuf, output_path: &str, trusted: &[PublicKey]) -> Recor
         };
         let value: Value =
             serde_json::from_slice(&payload).map_err(|e| format!("payload is not JSON: {e}"))?;
-        check_shape(&value, output_path)?;
+        check_shape(&value, lookup)?;
         let external = &value["predicate"]["buildDefinition"]["externalParameters"];
         let keyed = external["originalDerivation"]
             .as_str()
@@ -129,7 +167,12 @@ fn check_subjects_against_derivation(value: &Value) -> std::result::Result<(), S
     };
     for subject in value["subject"].as_array().into_iter().flatten() {
         let name = subject["name"].as_str().unwrap_or_default();
-        if !outputs.iter().any(|o| o == name) {
+        let variant_of_output = subject["annotations"]["kernelVariant"].is_string()
+            && outputs.iter().any(|o| {
+                name.strip_prefix(o.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            });
+        if !variant_of_output && !outputs.iter().any(|o| o == name) {
             return Err(format!(
                 "has subject {name}, which is not an output of {drv_path}"
             ));
@@ -140,7 +183,7 @@ fn check_subjects_against_derivation(value: &Value) -> std::result::Result<(), S
 
 /// The shape every record must have: an in-toto Statement v1 with SLSA v1
 /// provenance, subjects with SHA-256 digests, one of them `output_path`.
-fn check_shape(value: &Value, output_path: &str) -> std::result::Result<(), String> {
+fn check_shape(value: &Value, lookup: Lookup<'_>) -> std::result::Result<(), String> {
     if value["_type"] != super::record::STATEMENT_TYPE
         || value["predicateType"] != super::record::PREDICATE_TYPE
         || !value["predicate"].is_object()
@@ -166,8 +209,8 @@ fn check_shape(value: &Value, output_path: &str) -> std::result::Result<(), Stri
     {
         return Err("names no derivation".to_owned());
     }
-    if subject_digest(value, output_path).is_none() {
-        return Err(format!("has no subject for {output_path}"));
+    if !lookup.has_subject(value) {
+        return Err(format!("has no subject for {}", lookup.describe()));
     }
     Ok(())
 }
@@ -377,6 +420,120 @@ pub fn verify(
     result.problems.extend(problems);
     let statements: Vec<&Value> = matched_statements.iter().collect();
     check_metadata_provenance(Path::new(output), &statements, &mut result);
+    Ok(result)
+}
+
+/// The result of verifying a copy of a kernel (a directory outside the
+/// store: a copied `build/`, a Hub snapshot) by its variants.
+#[derive(Debug, Clone)]
+pub struct CopyVerification {
+    /// Each variant of the copy, in order.
+    pub variants: Vec<VariantVerification>,
+    /// Records not counted, with the reason.
+    pub ignored: Vec<String>,
+    /// Why verification failed.
+    pub problems: Vec<String>,
+}
+
+/// One variant of a copy of a kernel, as [`verify_copy`] found it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantVerification {
+    /// The variant's directory.
+    pub variant: PathBuf,
+    /// Its variant digest, when it passed `kernels`' digest check.
+    pub variant_digest: Option<String>,
+    /// The counted records that attest it.
+    pub matching: Vec<PathBuf>,
+    /// The distinct trusted keys among their signers.
+    pub keys: Vec<String>,
+}
+
+/// Verify a copy of a kernel that is not a store path: every variant (the
+/// directory itself when it holds `metadata.json`, else its `build/<v>/` or
+/// top-level variants) must pass `kernels`' digest check, and a record
+/// counted as [`verify`] counts them must attest its variant digest
+/// ([`super::kernel_digest::variant_digest`]), found under
+/// [`super::store::variant_dir`].
+///
+/// # Errors
+/// When a records directory cannot be read.
+pub fn verify_copy(
+    store: &RecordStore,
+    dir: &Path,
+    trusted: &[PublicKey],
+    allow_unsigned: bool,
+) -> Result<CopyVerification> {
+    let mut result = CopyVerification {
+        variants: Vec::new(),
+        ignored: Vec::new(),
+        problems: Vec::new(),
+    };
+    let variants = if dir.join("metadata.json").is_file() {
+        vec![dir.to_owned()]
+    } else {
+        super::kernel_digest::variants(dir)
+    };
+    if variants.is_empty() {
+        result
+            .problems
+            .push(format!("{}: holds no kernel variant", dir.display()));
+    }
+    for variant in variants {
+        let digest = match super::kernel_digest::variant_digest(&variant) {
+            Ok(digest) => digest,
+            Err(problems) => {
+                result.problems.extend(problems);
+                result.variants.push(VariantVerification {
+                    variant,
+                    variant_digest: None,
+                    matching: Vec::new(),
+                    keys: Vec::new(),
+                });
+                continue;
+            }
+        };
+        let mut matching = Vec::new();
+        let mut keys = Vec::new();
+        for file in store.records_for(&super::store::variant_dir(&digest))? {
+            let record = read_record_for(file, Lookup::Variant(&digest), trusted);
+            let shown = record.file.display().to_string();
+            if !record.counted(allow_unsigned) {
+                let reason = match &record.statement {
+                    Err(problem) => problem.clone(),
+                    Ok(_) => record.trust.to_string(),
+                };
+                result
+                    .ignored
+                    .push(format!("{shown}: not counted: {reason}"));
+                continue;
+            }
+            if let Trust::Trusted(signers) = &record.trust {
+                keys.extend(signers.iter().cloned());
+            }
+            matching.push(record.file);
+        }
+        keys.sort();
+        keys.dedup();
+        if matching.is_empty() {
+            result.problems.push(format!(
+                "{}: no provenance record {}attests this variant (digest {digest}) in {}",
+                variant.display(),
+                if allow_unsigned {
+                    ""
+                } else {
+                    "signed by a trusted key "
+                },
+                store.root().display()
+            ));
+        }
+        result.variants.push(VariantVerification {
+            variant,
+            variant_digest: Some(digest),
+            matching,
+            keys,
+        });
+    }
     Ok(result)
 }
 
