@@ -361,3 +361,167 @@ fn a_metadata_json_linked_to_dev_zero_is_an_error_not_a_hang() {
         "{problems:?}"
     );
 }
+
+/// `kernels`' reading of a variant's `provenance` block — `invalid` when
+/// `Metadata` does not load it, else `dirty`/`clean` as `DirtyValidator`
+/// decides (`provenance.dirty`), with the kernel and builder commits.
+fn kernels_provenance(dirs: &[&Path]) -> Vec<String> {
+    let script = r#"
+import sys
+from kernels._rust import Metadata
+for d in sys.argv[1:]:
+    try:
+        m = Metadata.from_bytes(open(d + "/metadata.json", "rb").read())
+    except Exception:
+        print("invalid"); continue
+    p = m.provenance
+    if p is None:
+        print("clean - -"); continue
+    kernel = p.kernel.commit if p.kernel is not None else "-"
+    git = p.kernel_builder.git
+    builder = git.commit if git is not None else "-"
+    print(("dirty" if p.dirty else "clean") + " " + str(kernel) + " " + str(builder))
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(dirs)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the kernels package is needed (pip install kernels): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn drvmeta_provenance(dir: &Path) -> String {
+    if let Err(problems) = drvmeta::provenance::kernel_digest::check_variant(dir) {
+        assert!(
+            problems[0].contains("kernels cannot load it"),
+            "{problems:?}"
+        );
+        return "invalid".to_owned();
+    }
+    let Some(p) = drvmeta::provenance::kernel_digest::metadata_provenance(dir) else {
+        return "clean - -".to_owned();
+    };
+    let commit = |r: &Option<drvmeta::provenance::kernel::Revision>| {
+        r.as_ref()
+            .and_then(|r| r.git.as_ref())
+            .map_or("-".to_owned(), |g| g.commit.clone())
+    };
+    format!(
+        "{} {} {}",
+        if p.dirty() { "dirty" } else { "clean" },
+        commit(&p.kernel),
+        commit(&p.builder)
+    )
+}
+
+#[test]
+fn provenance_blocks_read_as_the_kernels_dirty_validator_reads_them() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = ("a".repeat(40), "b".repeat(40));
+    let upper = "C".repeat(40);
+    let blocks: Vec<(&'static str, serde_json::Value)> = vec![
+        ("none", serde_json::Value::Null),
+        (
+            "clean, builder version only",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0"}, "kernel": {"commit": a, "dirty": false}}),
+        ),
+        (
+            "kernel dirty",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0"}, "kernel": {"commit": a, "dirty": true}}),
+        ),
+        (
+            "builder dirty",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0", "commit": b, "dirty": true}, "kernel": {"commit": a, "dirty": false}}),
+        ),
+        (
+            "both clean with git",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0", "commit": b, "dirty": false}, "kernel": {"commit": a, "dirty": false}}),
+        ),
+        (
+            "legacy sha",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0", "sha": b, "dirty": false}, "kernel": {"sha": a, "dirty": true}}),
+        ),
+        (
+            "uppercase commit",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0"}, "kernel": {"commit": upper, "dirty": false}}),
+        ),
+        (
+            "no kernel (not from git)",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0", "commit": b, "dirty": true}}),
+        ),
+        (
+            "builder without version",
+            serde_json::json!({"kernel-builder": {"commit": b, "dirty": false}, "kernel": {"commit": a, "dirty": false}}),
+        ),
+        (
+            "kernel commit without dirty",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0"}, "kernel": {"commit": a}}),
+        ),
+        (
+            "short commit",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0"}, "kernel": {"commit": "abc123", "dirty": false}}),
+        ),
+        (
+            "dirty not a boolean",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0"}, "kernel": {"commit": a, "dirty": "yes"}}),
+        ),
+        ("not an object", serde_json::json!("dirty")),
+        (
+            "commit and sha both",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0"}, "kernel": {"commit": a, "sha": a, "dirty": false}}),
+        ),
+        (
+            "builder commit null",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0", "commit": null, "dirty": false}}),
+        ),
+        (
+            "builder commit without dirty",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0", "commit": b}}),
+        ),
+        (
+            "kernel null, unknown fields",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0", "x": 1}, "kernel": null, "y": true}),
+        ),
+        (
+            "sha-256 commit",
+            serde_json::json!({"kernel-builder": {"version": "0.17.0"}, "kernel": {"commit": "d".repeat(64), "dirty": true}}),
+        ),
+    ];
+    let mut cases = Vec::new();
+    for (name, block) in &blocks {
+        let mut value = metadata("sha256", &base_files());
+        if !block.is_null() {
+            value["provenance"] = block.clone();
+        }
+        cases.push(variant(root.path(), name, &base_files(), &value));
+    }
+    let dirs: Vec<&Path> = cases.iter().map(|c| c.dir.as_path()).collect();
+    let theirs = kernels_provenance(&dirs);
+    assert_eq!(theirs.len(), cases.len());
+    let table: Vec<_> = cases
+        .iter()
+        .zip(&theirs)
+        .map(|(case, theirs)| (case.name, theirs.clone(), drvmeta_provenance(&case.dir)))
+        .collect();
+    let disagree: Vec<_> = table.iter().filter(|(_, k, d)| k != d).collect();
+    assert!(
+        disagree.is_empty(),
+        "kernels vs drvmeta differ: {disagree:?}\nall: {table:?}"
+    );
+    for verdict in ["clean", "dirty", "invalid"] {
+        assert!(
+            theirs.iter().any(|t| t.starts_with(verdict)),
+            "no {verdict} case: {table:?}"
+        );
+    }
+}

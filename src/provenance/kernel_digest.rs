@@ -133,19 +133,79 @@ fn schema_problem(metadata: &Value) -> Option<String> {
     if !BACKENDS.contains(&backend) {
         return Some(format!("unknown backend type {backend:?}"));
     }
-    match object.get("digest") {
-        None | Some(Value::Null) => None,
-        Some(digest) => {
-            let algorithm_ok = digest["algorithm"]
-                .as_str()
-                .and_then(Algorithm::parse)
-                .is_some();
-            let files_ok = digest["files"]
-                .as_object()
-                .is_some_and(|files| files.values().all(Value::is_string));
-            (!algorithm_ok || !files_ok)
-                .then(|| "`digest` needs a known `algorithm` and `files` of strings".to_owned())
+    if let Some(digest) = object.get("digest").filter(|d| !d.is_null()) {
+        let algorithm_ok = digest["algorithm"]
+            .as_str()
+            .and_then(Algorithm::parse)
+            .is_some();
+        let files_ok = digest["files"]
+            .as_object()
+            .is_some_and(|files| files.values().all(Value::is_string));
+        if !algorithm_ok || !files_ok {
+            return Some("`digest` needs a known `algorithm` and `files` of strings".to_owned());
         }
+    }
+    match object.get("provenance") {
+        None | Some(Value::Null) => None,
+        Some(provenance) => provenance_problem(provenance),
+    }
+}
+
+/// What `kernels`' `Provenance` rejects: a `kernel-builder` without a string
+/// `version`; a commit (`commit` or its alias `sha`, not both) that is not a
+/// full 40- or 64-hex id; `dirty` not a boolean; a builder with only one of
+/// commit and dirty; a `kernel` without both. Unknown fields are ignored, as
+/// there.
+fn provenance_problem(provenance: &Value) -> Option<String> {
+    let Some(provenance) = provenance.as_object() else {
+        return Some("`provenance` must be an object".to_owned());
+    };
+    let git = |entry: &serde_json::Map<String, Value>, key: &str| -> Result<bool, String> {
+        let commit = match (entry.get("commit"), entry.get("sha")) {
+            (Some(_), Some(_)) => {
+                return Err(format!("`provenance.{key}` has both `commit` and `sha`"));
+            }
+            (commit, sha) => commit.or(sha),
+        };
+        if let Some(commit) = commit {
+            let ok = commit.as_str().is_some_and(|c| {
+                matches!(c.len(), 40 | 64) && c.bytes().all(|b| b.is_ascii_hexdigit())
+            });
+            if !ok {
+                return Err(format!(
+                    "`provenance.{key}.commit` {commit} is not a full 40- or 64-hex git id"
+                ));
+            }
+        }
+        let dirty = entry.get("dirty");
+        if dirty.is_some_and(|d| !d.is_boolean()) {
+            return Err(format!("`provenance.{key}.dirty` must be a boolean"));
+        }
+        match (commit.is_some(), dirty.is_some()) {
+            (true, true) => Ok(true),
+            (false, false) => Ok(false),
+            _ => Err(format!(
+                "`provenance.{key}` needs its commit and `dirty` together"
+            )),
+        }
+    };
+    let Some(builder) = provenance.get("kernel-builder").and_then(Value::as_object) else {
+        return Some("`provenance` needs a `kernel-builder` object".to_owned());
+    };
+    if !builder.get("version").is_some_and(Value::is_string) {
+        return Some("`provenance.kernel-builder` needs a string `version`".to_owned());
+    }
+    if let Err(problem) = git(builder, "kernel-builder") {
+        return Some(problem);
+    }
+    match provenance.get("kernel") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(kernel)) => match git(kernel, "kernel") {
+            Err(problem) => Some(problem),
+            Ok(false) => Some("`provenance.kernel` needs `commit` and `dirty`".to_owned()),
+            Ok(true) => None,
+        },
+        Some(_) => Some("`provenance.kernel` must be an object".to_owned()),
     }
 }
 
