@@ -1474,6 +1474,25 @@ fn fill_metadata_writes_kernels_provenance_into_a_copy_from_the_verified_record(
         text.contains("matched by variant digest") && text.contains("builder-1"),
         "{text}"
     );
+    // The copy's metadata.json naming another kernel commit (outside the
+    // digest, so the variant still matches): the record contradicts it.
+    let filled_bytes = std::fs::read(&metadata).unwrap();
+    let mut claimed: serde_json::Value = serde_json::from_slice(&filled_bytes).unwrap();
+    claimed["provenance"]["kernel"]["commit"] = commit(0xb).into();
+    std::fs::write(&metadata, serde_json::to_vec(&claimed).unwrap()).unwrap();
+    let contradicted = verify_trusting(records_arg, &[&public], copy.to_str().unwrap());
+    assert_eq!(
+        contradicted.status.code(),
+        Some(1),
+        "{}",
+        stderr(&contradicted)
+    );
+    assert!(
+        stderr(&contradicted).contains("but the record says"),
+        "{}",
+        stderr(&contradicted)
+    );
+    std::fs::write(&metadata, &filled_bytes).unwrap();
     // A Hub-style snapshot: every file a link into blobs/.
     let snapshot = dir.path().join("hub/snapshot/build").join(VARIANT);
     let blobs = dir.path().join("hub/blobs");

@@ -425,7 +425,10 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Print {"outputs": [{"output", "narSha256", "ok", "matching", "keys",
-    /// "ignored", "problems", "kernelFiles", "dirty", "warnings"}]}.
+    /// "ignored", "problems", "kernelFiles", "dirty", "warnings"}]}; a copy
+    /// of a kernel gives {"copy", "match": "variant-digest", "ok",
+    /// "variants": [{"variant", "variantDigest", "matching", "keys"}],
+    /// "ignored", "problems", "warnings"}.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -722,13 +725,16 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
             for ignored in &result.ignored {
                 eprintln!("drvmeta: {ignored}");
             }
+            for warning in &result.warnings {
+                eprintln!("drvmeta: warning: {warning}");
+            }
             let ok = result.problems.is_empty();
             failed |= !ok;
             if args.json {
                 reports.push(serde_json::json!({
                     "copy": path, "match": "variant-digest", "ok": ok,
                     "variants": result.variants, "ignored": result.ignored,
-                    "problems": result.problems,
+                    "problems": result.problems, "warnings": result.warnings,
                 }));
                 continue;
             }

@@ -317,31 +317,48 @@ fn recorded_git(statement: &Value, name: &str) -> Option<(String, bool)> {
 /// warning.
 fn check_metadata_provenance(output: &Path, statements: &[&Value], result: &mut Verification) {
     for variant in super::kernel_digest::variants(output) {
-        let Some(said) = super::kernel_digest::metadata_provenance(&variant) else {
+        check_variant_provenance(
+            &variant,
+            statements,
+            &mut result.warnings,
+            &mut result.problems,
+        );
+    }
+}
+
+/// Compare what `variant`'s `metadata.json` says of its provenance with
+/// the records' `statements`: a dirty tree is a warning, a different commit
+/// or dirty flag a problem.
+fn check_variant_provenance(
+    variant: &Path,
+    statements: &[&Value],
+    warnings: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) {
+    let Some(said) = super::kernel_digest::metadata_provenance(variant) else {
+        return;
+    };
+    let file = variant.join("metadata.json");
+    if said.dirty() {
+        warnings.push(format!(
+            "{}: says the kernel was built from a dirty tree (uncommitted changes)",
+            file.display()
+        ));
+    }
+    for (name, revision) in [("kernel", &said.kernel), ("kernel-builder", &said.builder)] {
+        let Some(git) = revision.as_ref().and_then(|r| r.git.as_ref()) else {
             continue;
         };
-        let file = variant.join("metadata.json");
-        if said.dirty() {
-            result.warnings.push(format!(
-                "{}: says the kernel was built from a dirty tree (uncommitted changes)",
-                file.display()
-            ));
-        }
-        for (name, revision) in [("kernel", &said.kernel), ("kernel-builder", &said.builder)] {
-            let Some(git) = revision.as_ref().and_then(|r| r.git.as_ref()) else {
-                continue;
-            };
-            for statement in statements {
-                if let Some((commit, dirty)) = recorded_git(statement, name)
-                    && (commit != git.commit || dirty != git.dirty)
-                {
-                    result.problems.push(format!(
-                        "{}: says {name} {} (dirty: {}), but the record says {commit} (dirty: {dirty})",
-                        file.display(),
-                        git.commit,
-                        git.dirty
-                    ));
-                }
+        for statement in statements {
+            if let Some((commit, dirty)) = recorded_git(statement, name)
+                && (commit != git.commit || dirty != git.dirty)
+            {
+                problems.push(format!(
+                    "{}: says {name} {} (dirty: {}), but the record says {commit} (dirty: {dirty})",
+                    file.display(),
+                    git.commit,
+                    git.dirty
+                ));
             }
         }
     }
@@ -431,8 +448,12 @@ pub struct CopyVerification {
     pub variants: Vec<VariantVerification>,
     /// Records not counted, with the reason.
     pub ignored: Vec<String>,
-    /// Why verification failed.
+    /// Why verification failed: a digest mismatch, no counted record, a
+    /// `metadata.json` provenance block the record contradicts.
     pub problems: Vec<String>,
+    /// What does not fail it: a dirty kernel or builder tree, in a counted
+    /// record or in a variant's `metadata.json`.
+    pub warnings: Vec<String>,
 }
 
 /// One variant of a copy of a kernel, as [`verify_copy`] found it.
@@ -468,6 +489,7 @@ pub fn verify_copy(
         variants: Vec::new(),
         ignored: Vec::new(),
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let variants = if dir.join("metadata.json").is_file() {
         vec![dir.to_owned()]
@@ -495,6 +517,7 @@ pub fn verify_copy(
         };
         let mut matching = Vec::new();
         let mut keys = Vec::new();
+        let mut statements = Vec::new();
         for file in store.records_for(&super::store::variant_dir(&digest))? {
             let record = read_record_for(file, Lookup::Variant(&digest), trusted);
             let shown = record.file.display().to_string();
@@ -511,10 +534,25 @@ pub fn verify_copy(
             if let Trust::Trusted(signers) = &record.trust {
                 keys.extend(signers.iter().cloned());
             }
+            if let Ok(statement) = record.statement {
+                if is_dirty(&statement) {
+                    result.warnings.push(format!(
+                        "{shown}: records a dirty kernel or builder tree (uncommitted changes)"
+                    ));
+                }
+                statements.push(statement);
+            }
             matching.push(record.file);
         }
         keys.sort();
         keys.dedup();
+        let counted: Vec<&Value> = statements.iter().collect();
+        check_variant_provenance(
+            &variant,
+            &counted,
+            &mut result.warnings,
+            &mut result.problems,
+        );
         if matching.is_empty() {
             result.problems.push(format!(
                 "{}: no provenance record {}attests this variant (digest {digest}) in {}",
