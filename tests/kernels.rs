@@ -525,3 +525,55 @@ fn provenance_blocks_read_as_the_kernels_dirty_validator_reads_them() {
         );
     }
 }
+
+#[test]
+fn the_variant_digest_survives_what_a_copy_goes_through_and_nothing_else() {
+    use drvmeta::provenance::kernel_digest::variant_digest;
+    let root = tempfile::tempdir().unwrap();
+    let files = base_files();
+    let value = metadata("sha256", &files);
+    let built = variant(root.path(), "built", &files, &value);
+    let digest = variant_digest(&built.dir).unwrap();
+    assert_eq!(digest.len(), 64);
+
+    // The copy: provenance written in, the JSON re-serialised by another
+    // tool (keys reordered, indented), .sigstore and bytecode added.
+    let mut filled = value.clone();
+    filled["provenance"] = serde_json::json!({"kernel-builder": {"version": "0.17.0"}});
+    let copy = variant(root.path(), "copy", &files, &serde_json::json!({}));
+    let mut text = String::from("{\n");
+    let object = filled.as_object().unwrap();
+    let mut keys: Vec<&String> = object.keys().collect();
+    keys.reverse();
+    for (i, key) in keys.iter().enumerate() {
+        let comma = if i + 1 < keys.len() { "," } else { "" };
+        text.push_str(&format!(
+            "  {}: {}{comma}\n",
+            serde_json::to_string(key).unwrap(),
+            serde_json::to_string_pretty(&object[*key]).unwrap()
+        ));
+    }
+    text.push('}');
+    write(&copy.dir.join("metadata.json"), text.as_bytes());
+    write(&copy.dir.join("metadata.json.sigstore"), b"{}");
+    write(
+        &copy.dir.join("activation/__pycache__/x.cpython-311.pyc"),
+        b"b",
+    );
+    assert_eq!(variant_digest(&copy.dir).unwrap(), digest);
+
+    // Different content: another digest, or no digest when the check fails.
+    let mut other_files = files.clone();
+    other_files.insert("activation/extra.py", b"x = 1\n");
+    let other = variant(
+        root.path(),
+        "other",
+        &other_files,
+        &metadata("sha256", &other_files),
+    );
+    assert_ne!(variant_digest(&other.dir).unwrap(), digest);
+    let sha512 = variant(root.path(), "sha512", &files, &metadata("sha512", &files));
+    assert_ne!(variant_digest(&sha512.dir).unwrap(), digest);
+    write(&copy.dir.join("activation/_activation.so"), b"evil\n");
+    assert!(variant_digest(&copy.dir).is_err());
+}
