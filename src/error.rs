@@ -111,6 +111,14 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// `SOURCE_DATE_EPOCH` is set but is not a number of seconds.
+    #[error(
+        "SOURCE_DATE_EPOCH={value:?} is not a non-negative integer number of seconds since 1970"
+    )]
+    SourceDateEpoch {
+        /// What it was set to.
+        value: String,
+    },
     /// A derivation could not be converted to Nix's JSON form.
     #[error("{path}: cannot render as derivation JSON: {message}")]
     Json {

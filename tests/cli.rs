@@ -498,3 +498,45 @@ fn fifos_directories_devices_and_symlink_loops_are_errors_not_hangs() {
         }
     }
 }
+
+#[test]
+fn diff_usage_names_old_and_new_and_wants_exactly_two() {
+    let help = drvmeta(&["diff", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(
+        stdout(&help).contains("drvmeta diff [OPTIONS] <OLD> <NEW>\n"),
+        "{}",
+        stdout(&help)
+    );
+    for args in [&["diff", "a.drv"][..], &["diff", "a.drv", "b.drv", "c.drv"]] {
+        let output = drvmeta(args);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("<OLD> <NEW>"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn help_texts_carry_no_invisible_characters() {
+    for command in [
+        &["--help"][..],
+        &["hash", "--help"],
+        &["show", "--help"],
+        &["diff", "--help"],
+        &["sbom", "--help"],
+        &["rewrite", "--help"],
+        &["strip", "--help"],
+        &["provenance", "verify", "--help"],
+    ] {
+        let help = stdout(&drvmeta(command));
+        assert!(!help.is_empty(), "{command:?}");
+        let invisible: Vec<char> = help
+            .chars()
+            .filter(|c| matches!(c, '\u{200b}'..='\u{200f}' | '\u{2060}' | '\u{feff}'))
+            .collect();
+        assert!(invisible.is_empty(), "{command:?}: {invisible:?}");
+    }
+}

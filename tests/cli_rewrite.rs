@@ -312,7 +312,11 @@ fn diff_exit_code_and_usage() {
         nometa.trim(),
     ]);
     assert_eq!(one.status.code(), Some(2));
-    assert!(stderr(&one).contains("exactly two"), "{}", stderr(&one));
+    assert!(
+        stderr(&one).contains("2 values required for '<OLD> <NEW>'"),
+        "{}",
+        stderr(&one)
+    );
 }
 
 #[test]

@@ -436,3 +436,44 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
     let build: Value = serde_json::from_slice(&build.stdout).unwrap();
     assert_eq!(build["components"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn a_bad_source_date_epoch_is_an_error_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let root =
+        std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root")).unwrap();
+    let root = root.trim();
+    for bad in ["abc", "", "-1", "+5", "1.5", "99999999999999999999999"] {
+        let file = dir.path().join("out.json");
+        let output = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+            .args(["sbom", "--drv-dir", "fixtures/kernel/drvs", "--output"])
+            .arg(&file)
+            .arg(root)
+            .current_dir(support::project_dir())
+            .env("SOURCE_DATE_EPOCH", bad)
+            .env("NIX_CONFIG", support::NIX_CONFIG)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{bad:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("SOURCE_DATE_EPOCH"),
+            "{bad:?}: {}",
+            stderr(&output)
+        );
+        assert!(!file.exists(), "{bad:?}: no document is written");
+    }
+    // Unset: now, a valid document.
+    let output = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+        .args(["sbom", "--drv-dir", "fixtures/kernel/drvs", root])
+        .current_dir(support::project_dir())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("NIX_CONFIG", support::NIX_CONFIG)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}

@@ -13,6 +13,11 @@ use super::{EXIT_OK, LoadArgs, UsageError};
 pub const EXIT_REBUILD: u8 = 3;
 
 #[derive(Debug, Args)]
+#[command(mut_arg("drvs", |a| a
+    .value_names(["OLD", "NEW"])
+    .num_args(2)
+    .action(clap::ArgAction::Set)
+    .help("The old and the new derivation: store paths or paths of `.drv` files")))]
 pub struct DiffArgs {
     /// Print {"verdict", "old", "new", "outputs", "changes"} (docs/diff.md).
     #[arg(long)]
@@ -20,7 +25,6 @@ pub struct DiffArgs {
     /// Exit with status 3 when the verdict is "rebuild" (0 otherwise).
     #[arg(long)]
     exit_code: bool,
-    /// OLD.drv NEW.drv.
     #[command(flatten)]
     load: LoadArgs,
 }

@@ -83,7 +83,7 @@ pub struct LoadArgs {
         default_value = "/nix/store"
     )]
     pub store_dir: String,
-    /// Derivations: store paths (`/nix/store/…​.drv`) or paths of `.drv` files.
+    /// Derivations: store paths (`/nix/store/<hash>-<name>.drv`) or paths of `.drv` files.
     #[arg(value_name = "DRV", required = true)]
     pub drvs: Vec<String>,
 }

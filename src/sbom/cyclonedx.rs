@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::license::License;
-use super::{Package, Sbom, serial_number, timestamp};
+use super::{Package, Sbom, serial_number};
 
 /// The `bom-ref` of the document's subject: the set of roots.
 pub const ROOTS_REF: &str = "drvmeta:roots";
@@ -197,7 +197,7 @@ pub fn document(sbom: &Sbom) -> Document<'_> {
         serial_number: serial_number(&sbom.roots, sbom.runtime),
         version: 1,
         metadata: json!({
-            "timestamp": timestamp(),
+            "timestamp": sbom.timestamp.clone(),
             "lifecycles": [{ "phase": if sbom.runtime { "post-build" } else { "pre-build" } }],
             "tools": { "components": [{
                 "type": "application",

@@ -81,6 +81,8 @@ pub struct Sbom {
     pub warnings: Vec<String>,
     /// Whether this is a runtime SBOM.
     pub runtime: bool,
+    /// The document's creation time ([`timestamp`]).
+    pub timestamp: String,
 }
 
 /// Split `name-1.2.3` at the first `-` followed by a digit.
@@ -373,6 +375,7 @@ pub fn build(closure: &Closure, runtime: Option<&RuntimeGraph>) -> Result<Sbom> 
         roots,
         warnings,
         runtime: runtime.is_some(),
+        timestamp: timestamp()?,
     })
 }
 
@@ -428,13 +431,27 @@ pub fn serial_number(roots: &[String], runtime: bool) -> String {
 
 /// The document's timestamp: `SOURCE_DATE_EPOCH` when set, else now; RFC
 /// 3339 UTC without fraction.
-#[must_use]
-pub fn timestamp() -> String {
-    let epoch = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
+///
+/// # Errors
+/// `SOURCE_DATE_EPOCH` set to anything but a number of seconds (as
+/// reproducible-build tools refuse it, rather than silently using now).
+pub fn timestamp() -> Result<String> {
+    let epoch = match std::env::var_os("SOURCE_DATE_EPOCH") {
+        None => None,
+        Some(value) => {
+            let text = value.to_string_lossy();
+            let seconds = text
+                .parse::<u64>()
+                .ok()
+                .filter(|_| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| crate::error::Error::SourceDateEpoch {
+                    value: text.clone().into_owned(),
+                })?;
+            Some(seconds)
+        }
+    };
     let time = epoch.map_or_else(std::time::SystemTime::now, |s| {
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)
     });
-    humantime::format_rfc3339_seconds(time).to_string()
+    Ok(humantime::format_rfc3339_seconds(time).to_string())
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::license::License;
-use super::{Package, Sbom, serial_number, timestamp};
+use super::{Package, Sbom, serial_number};
 
 fn sanitize(text: &str) -> String {
     text.chars()
@@ -222,7 +222,7 @@ pub fn document(sbom: &Sbom) -> Document<'_> {
             uuid.trim_start_matches("urn:uuid:")
         ),
         creation_info: json!({
-            "created": timestamp(),
+            "created": sbom.timestamp.clone(),
             "creators": [format!("Tool: drvmeta-{}", env!("CARGO_PKG_VERSION"))],
         }),
         packages: Packages(sbom),
