@@ -696,6 +696,25 @@ fn is_kernel_copy(path: &str) -> bool {
         && drvmeta::derivation::StorePath::from_basename(base.as_bytes()).is_err()
 }
 
+/// Records not counted, then warnings, on stderr.
+fn print_diagnostics(ignored: &[String], warnings: &[String]) {
+    for ignored in ignored {
+        eprintln!("drvmeta: {ignored}");
+    }
+    for warning in warnings {
+        eprintln!("drvmeta: warning: {warning}");
+    }
+}
+
+/// `FAILED <what>` on stdout, the problems on stderr.
+fn print_failure(out: &mut impl Write, what: &str, problems: &[String]) -> Result<()> {
+    writeln!(out, "FAILED {what}")?;
+    for problem in problems {
+        eprintln!("drvmeta: {problem}");
+    }
+    Ok(())
+}
+
 fn verify_paths(args: &VerifyArgs) -> Result<u8> {
     let store = args.trust.store();
     let trusted = args.trust.trusted()?;
@@ -722,12 +741,7 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
                 &trusted,
                 args.trust.allow_unsigned,
             )?;
-            for ignored in &result.ignored {
-                eprintln!("drvmeta: {ignored}");
-            }
-            for warning in &result.warnings {
-                eprintln!("drvmeta: warning: {warning}");
-            }
+            print_diagnostics(&result.ignored, &result.warnings);
             let ok = result.problems.is_empty();
             failed |= !ok;
             if args.json {
@@ -755,10 +769,7 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
                     )?;
                 }
             } else {
-                writeln!(out, "FAILED {path}")?;
-                for problem in &result.problems {
-                    eprintln!("drvmeta: {problem}");
-                }
+                print_failure(&mut out, path, &result.problems)?;
             }
             continue;
         }
@@ -774,12 +785,7 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
                     file.display()
                 );
             }
-            for ignored in &result.ignored {
-                eprintln!("drvmeta: {ignored}");
-            }
-            for warning in &result.warnings {
-                eprintln!("drvmeta: warning: {warning}");
-            }
+            print_diagnostics(&result.ignored, &result.warnings);
             let ok = result.problems.is_empty();
             failed |= !ok;
             if args.json {
@@ -815,10 +821,7 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
                     result.kernel_files
                 )?;
             } else {
-                writeln!(out, "FAILED {output}")?;
-                for problem in &result.problems {
-                    eprintln!("drvmeta: {problem}");
-                }
+                print_failure(&mut out, &output, &result.problems)?;
             }
         }
     }

@@ -30,6 +30,20 @@ impl RecordFile {
             && (self.trust.is_trusted()
                 || (allow_unsigned && !matches!(self.trust, Trust::BadSignature(_))))
     }
+
+    /// Why verification does not count this record (`<file>: not counted:
+    /// <reason>`), or `None` when it does ([`Self::counted`]).
+    #[must_use]
+    pub fn not_counted(&self, allow_unsigned: bool) -> Option<String> {
+        if self.counted(allow_unsigned) {
+            return None;
+        }
+        let reason = match &self.statement {
+            Err(problem) => problem.clone(),
+            Ok(_) => self.trust.to_string(),
+        };
+        Some(format!("{}: not counted: {reason}", self.file.display()))
+    }
 }
 
 /// The builder id a record signed by key `name` carries.
@@ -391,14 +405,8 @@ pub fn verify(
     let mut matched_statements = Vec::new();
     for record in records_of(store, output, trusted)? {
         let file = record.file.display().to_string();
-        if !record.counted(allow_unsigned) {
-            let reason = match &record.statement {
-                Err(problem) => problem.clone(),
-                Ok(_) => record.trust.to_string(),
-            };
-            result
-                .ignored
-                .push(format!("{file}: not counted: {reason}"));
+        if let Some(ignored) = record.not_counted(allow_unsigned) {
+            result.ignored.push(ignored);
             continue;
         }
         let statement = record.statement.as_ref().expect("counted records parse");
@@ -520,15 +528,8 @@ pub fn verify_copy(
         let mut statements = Vec::new();
         for file in store.records_for(&super::store::variant_dir(&digest))? {
             let record = read_record_for(file, Lookup::Variant(&digest), trusted);
-            let shown = record.file.display().to_string();
-            if !record.counted(allow_unsigned) {
-                let reason = match &record.statement {
-                    Err(problem) => problem.clone(),
-                    Ok(_) => record.trust.to_string(),
-                };
-                result
-                    .ignored
-                    .push(format!("{shown}: not counted: {reason}"));
+            if let Some(ignored) = record.not_counted(allow_unsigned) {
+                result.ignored.push(ignored);
                 continue;
             }
             if let Trust::Trusted(signers) = &record.trust {
@@ -537,7 +538,8 @@ pub fn verify_copy(
             if let Ok(statement) = record.statement {
                 if is_dirty(&statement) {
                     result.warnings.push(format!(
-                        "{shown}: records a dirty kernel or builder tree (uncommitted changes)"
+                        "{}: records a dirty kernel or builder tree (uncommitted changes)",
+                        record.file.display()
                     ));
                 }
                 statements.push(statement);
