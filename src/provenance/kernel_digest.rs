@@ -256,6 +256,12 @@ pub fn hash_variant(
 /// # Errors
 /// The problems, as messages.
 pub fn check_variant(variant: &Path) -> std::result::Result<usize, Vec<String>> {
+    checked_digest(variant).map(|(files, _)| files)
+}
+
+/// [`check_variant`], also returning the `digest` object it checked the
+/// files against (read once, so it is the one the check passed on).
+fn checked_digest(variant: &Path) -> std::result::Result<(usize, Value), Vec<String>> {
     let name = variant.display();
     let metadata_file = variant.join("metadata.json");
     // Followed like kernels follows it (a Hub snapshot links it), but read
@@ -302,7 +308,7 @@ pub fn check_variant(variant: &Path) -> std::result::Result<usize, Vec<String>> 
         }
     }
     if problems.is_empty() {
-        Ok(actual.len())
+        Ok((actual.len(), digest.clone()))
     } else {
         Err(problems)
     }
@@ -335,13 +341,7 @@ pub fn metadata_provenance(variant: &Path) -> Option<super::kernel::KernelProven
 /// # Errors
 /// The variant's problems ([`check_variant`]).
 pub fn variant_digest(variant: &Path) -> std::result::Result<String, Vec<String>> {
-    check_variant(variant)?;
-    let metadata: Value =
-        crate::safe_read::read_regular(&variant.join("metadata.json"), true, METADATA_LIMIT)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(|| vec![format!("{}/metadata.json: cannot read", variant.display())])?;
-    let digest = &metadata["digest"];
+    let (_, digest) = checked_digest(variant)?;
     let canonical = serde_json::json!({
         "algorithm": digest["algorithm"],
         "files": digest["files"],
