@@ -60,6 +60,11 @@ fn base_files() -> BTreeMap<&'static str, &'static [u8]> {
     ])
 }
 
+/// A variant whose metadata.json lists exactly its `files` (sha256).
+fn listed_variant(root: &Path, name: &'static str, files: &BTreeMap<&str, &[u8]>) -> Case {
+    variant(root, name, files, &metadata("sha256", files))
+}
+
 /// A variant with `files` on disk, whose metadata lists `listed`.
 fn variant(
     root: &Path,
@@ -99,22 +104,12 @@ fn cases(root: &Path) -> Vec<Case> {
 
     let mut nested = base.clone();
     nested.insert("a/b/c/deep.txt", b"deep\n");
-    cases.push(variant(
-        root,
-        "nested-dirs",
-        &nested,
-        &metadata("sha256", &nested),
-    ));
+    cases.push(listed_variant(root, "nested-dirs", &nested));
 
     let mut unicode = base.clone();
     unicode.insert("caf\u{e9}-nfc.txt", b"nfc\n");
     unicode.insert("cafe\u{301}-nfd.txt", b"nfd\n");
-    cases.push(variant(
-        root,
-        "unicode",
-        &unicode,
-        &metadata("sha256", &unicode),
-    ));
+    cases.push(listed_variant(root, "unicode", &unicode));
 
     // A symlink to a file: hashed through the link, under the link's name.
     let mut linked = base.clone();
@@ -185,12 +180,7 @@ fn cases(root: &Path) -> Vec<Case> {
     // A file named `.pyc` has no extension: it is hashed.
     let mut dot_pyc = base.clone();
     dot_pyc.insert(".pyc", b"not bytecode\n");
-    cases.push(variant(
-        root,
-        "file-named-.pyc",
-        &dot_pyc,
-        &metadata("sha256", &dot_pyc),
-    ));
+    cases.push(listed_variant(root, "file-named-.pyc", &dot_pyc));
 
     // Bytecode and __pycache__ are left out; so is a .sigstore.
     let mut cached = base.clone();
@@ -207,12 +197,7 @@ fn cases(root: &Path) -> Vec<Case> {
     // A nested metadata.json is an ordinary file.
     let mut nested_meta = base.clone();
     nested_meta.insert("activation/metadata.json", b"{}");
-    cases.push(variant(
-        root,
-        "nested-metadata-listed",
-        &nested_meta,
-        &metadata("sha256", &nested_meta),
-    ));
+    cases.push(listed_variant(root, "nested-metadata-listed", &nested_meta));
     cases.push(variant(
         root,
         "nested-metadata-unlisted",
@@ -565,12 +550,7 @@ fn the_variant_digest_survives_what_a_copy_goes_through_and_nothing_else() {
     // Different content: another digest, or no digest when the check fails.
     let mut other_files = files.clone();
     other_files.insert("activation/extra.py", b"x = 1\n");
-    let other = variant(
-        root.path(),
-        "other",
-        &other_files,
-        &metadata("sha256", &other_files),
-    );
+    let other = listed_variant(root.path(), "other", &other_files);
     assert_ne!(variant_digest(&other.dir).unwrap(), digest);
     let sha512 = variant(root.path(), "sha512", &files, &metadata("sha512", &files));
     assert_ne!(variant_digest(&sha512.dir).unwrap(), digest);
