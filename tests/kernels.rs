@@ -244,6 +244,12 @@ for d in sys.argv[1:]:
     except Exception:
         print("fail")
 "#;
+    run_kernels(script, dirs)
+}
+
+/// Run a Python `script` that imports `kernels` over `dirs`; its stdout
+/// lines, one per directory.
+fn run_kernels(script: &str, dirs: &[&Path]) -> Vec<String> {
     let output = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -367,22 +373,7 @@ for d in sys.argv[1:]:
     builder = git.commit if git is not None else "-"
     print(("dirty" if p.dirty else "clean") + " " + str(kernel) + " " + str(builder))
 "#;
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(dirs)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the kernels package is needed (pip install kernels): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    run_kernels(script, dirs)
 }
 
 fn drvmeta_provenance(dir: &Path) -> String {

@@ -12,13 +12,21 @@ use serde_json::Value;
 use support::generator::{Options, generate};
 
 fn drvmeta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+    drvmeta_at(args, Some("1767225600"))
+}
+
+/// drvmeta with `SOURCE_DATE_EPOCH` set to `epoch`, or unset.
+fn drvmeta_at(args: &[&str], epoch: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drvmeta"));
+    command
         .args(args)
         .current_dir(support::project_dir())
-        .env("SOURCE_DATE_EPOCH", "1767225600")
-        .env("NIX_CONFIG", support::NIX_CONFIG)
-        .output()
-        .unwrap()
+        .env("NIX_CONFIG", support::NIX_CONFIG);
+    match epoch {
+        Some(epoch) => command.env("SOURCE_DATE_EPOCH", epoch),
+        None => command.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    command.output().unwrap()
 }
 
 fn stderr(output: &Output) -> String {
@@ -445,15 +453,17 @@ fn a_bad_source_date_epoch_is_an_error_not_ignored() {
     let root = root.trim();
     for bad in ["abc", "", "-1", "+5", "1.5", "99999999999999999999999"] {
         let file = dir.path().join("out.json");
-        let output = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
-            .args(["sbom", "--drv-dir", "fixtures/kernel/drvs", "--output"])
-            .arg(&file)
-            .arg(root)
-            .current_dir(support::project_dir())
-            .env("SOURCE_DATE_EPOCH", bad)
-            .env("NIX_CONFIG", support::NIX_CONFIG)
-            .output()
-            .unwrap();
+        let output = drvmeta_at(
+            &[
+                "sbom",
+                "--drv-dir",
+                "fixtures/kernel/drvs",
+                "--output",
+                file.to_str().unwrap(),
+                root,
+            ],
+            Some(bad),
+        );
         assert_eq!(
             output.status.code(),
             Some(1),
@@ -468,12 +478,6 @@ fn a_bad_source_date_epoch_is_an_error_not_ignored() {
         assert!(!file.exists(), "{bad:?}: no document is written");
     }
     // Unset: now, a valid document.
-    let output = Command::new(env!("CARGO_BIN_EXE_drvmeta"))
-        .args(["sbom", "--drv-dir", "fixtures/kernel/drvs", root])
-        .current_dir(support::project_dir())
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env("NIX_CONFIG", support::NIX_CONFIG)
-        .output()
-        .unwrap();
+    let output = drvmeta_at(&["sbom", "--drv-dir", "fixtures/kernel/drvs", root], None);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
