@@ -39,6 +39,11 @@ fn kind(meta: &std::fs::Metadata) -> &'static str {
 /// # Errors
 /// The I/O error, or `InvalidInput` naming what the path is instead.
 pub fn open_regular(path: &Path, follow: bool) -> io::Result<File> {
+    open_checked(path, follow).map(|(file, _)| file)
+}
+
+/// [`open_regular`], also returning the metadata it checked.
+fn open_checked(path: &Path, follow: bool) -> io::Result<(File, std::fs::Metadata)> {
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
     if !follow {
         flags |= libc::O_NOFOLLOW;
@@ -66,25 +71,38 @@ pub fn open_regular(path: &Path, follow: bool) -> io::Result<File> {
             format!("{}, not a regular file", kind(&meta)),
         ));
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 /// Read the regular file at `path` (see [`open_regular`]), at most `limit`
 /// bytes.
 ///
+/// Reads the size the open file had (as Nix's `readFile` does): one
+/// `open`, `statx`, `read` and `close` per small file, which is most of
+/// what loading a closure of many `.drv` files costs. Bytes appended after
+/// the open are not read; a file that shrinks meanwhile is an error.
+///
 /// # Errors
-/// As [`open_regular`]; `FileTooLarge` when it holds more than `limit`.
+/// As [`open_regular`]; `FileTooLarge` when it holds more than `limit`;
+/// `UnexpectedEof` when it ends before the size it had when opened.
 pub fn read_regular(path: &Path, follow: bool, limit: u64) -> io::Result<Vec<u8>> {
-    let file = open_regular(path, follow)?;
-    let size = file.metadata()?.len();
+    let (mut file, meta) = open_checked(path, follow)?;
+    let size = meta.len();
     if size > limit {
         return Err(too_large(limit));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(limit + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large(limit));
-    }
+    let size = usize::try_from(size).map_err(|_| too_large(limit))?;
+    let mut bytes = vec![0; size];
+    file.read_exact(&mut bytes).map_err(|error| {
+        if error.kind() == io::ErrorKind::UnexpectedEof {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "shrank while being read (ended before the size it had when opened)",
+            )
+        } else {
+            error
+        }
+    })?;
     Ok(bytes)
 }
 
