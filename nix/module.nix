@@ -6,6 +6,7 @@
 #     bestEffort = false;                         # fail the build command if a record cannot be written
 #     signingKeyFile = "/etc/nix/builder-1.sec"; # a Nix key: records become signed DSSE envelopes
 #     builderId = "https://ci.example.org/builders/1"; # unsigned records only
+#     pushTo = "https://records.example.org/";   # share records (docs/record-stores.md)
 #   };
 #
 # It installs `drvmeta hook` as Nix's post-build-hook and declares the
@@ -19,6 +20,7 @@ let
       --records ${lib.escapeShellArg cfg.recordsDir} \
       ${lib.optionalString (cfg.signingKeyFile != null) "--signing-key ${lib.escapeShellArg cfg.signingKeyFile}"} \
       ${lib.optionalString (cfg.builderId != null && cfg.signingKeyFile == null) "--builder-id ${lib.escapeShellArg cfg.builderId}"} \
+      ${lib.optionalString (cfg.pushTo != null) "--push-to ${lib.escapeShellArg cfg.pushTo}"} \
       ${lib.optionalString cfg.bestEffort "--best-effort"}
   '';
 in
@@ -50,6 +52,12 @@ in
       type = lib.types.nullOr lib.types.str;
       default = null;
       description = "runDetails.builder.id of unsigned records (default: urn:drvmeta:builder:<hostname>); a signed record's is its key's.";
+    };
+    pushTo = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "https://records.example.org/";
+      description = "A shared record store (http(s)://, file:// or a directory) each build's records are pushed to, in a detached background process so Nix's build loop never waits on the network; its log is recordsDir/.push.log.";
     };
   };
 

@@ -105,6 +105,22 @@ pub enum Error {
     /// Talking to the Nix store failed.
     #[error("{0}")]
     Store(String),
+    /// A remote record store failed (after retries, for transient errors).
+    #[error("{url}: {message}")]
+    Remote {
+        /// The URL asked.
+        url: String,
+        /// What went wrong: the HTTP status or the connection error.
+        message: String,
+    },
+    /// A record store location drvmeta cannot use.
+    #[error("{location}: {message}")]
+    StoreLocation {
+        /// The location as given.
+        location: String,
+        /// Why it cannot be used.
+        message: String,
+    },
     /// Writing output failed.
     #[error("cannot write output: {source}")]
     Write {

@@ -378,65 +378,62 @@ fn the_example_walkthrough() {
 
 #[test]
 fn the_module_wires_the_hook_with_its_options() {
-    // nixpkgs cannot be fetched here, so the module is evaluated against a
-    // minimal stand-in of the `lib` and `pkgs` functions it uses.
+    // The module evaluated by the real nixpkgs `lib.evalModules` (from
+    // ../shared/nixpkgs-lib), beside a module declaring the few NixOS
+    // options it sets; `pkgs` is the two attributes it uses.
     let module = support::project_dir().join("nix/module.nix");
-    let expr = format!(
-        r#"
+    let lib = support::nixpkgs_lib();
+    let eval = |settings: &str, attrs: &str| {
+        let expr = format!(
+            r#"
 let
-  lib = {{
-    mkEnableOption = d: {{ default = false; }};
-    mkOption = o: o;
-    literalExpression = x: x;
-    types = {{ package = null; str = null; bool = null; nullOr = t: null; }};
-    mkIf = cond: value: if cond then value else {{ }};
-    escapeShellArg = s: "'" + s + "'";
-    optionalString = cond: s: if cond then s else "";
-  }};
+  lib = import {lib};
   pkgs = {{
-    drvmeta = "/nix/store/00000000000000000000000000000000-drvmeta";
+    drvmeta = {{ type = "derivation"; name = "drvmeta"; outPath = "/nix/store/00000000000000000000000000000000-drvmeta"; }};
     writeShellScript = name: text: text;
   }};
-  config = {{ services.drvmeta = {{
-    enable = true; package = pkgs.drvmeta; recordsDir = "/var/records";
-    bestEffort = true; builderId = "urn:test:builder"; signingKeyFile = null;
-  }}; }};
-  signed = {{ services.drvmeta = config.services.drvmeta // {{
-    signingKeyFile = "/etc/nix/builder-1.sec";
-  }}; }};
-  m = import {} {{ inherit lib pkgs config; }};
-  s = import {} {{ inherit lib pkgs; config = signed; }};
-in {{
-  hook = m.config.nix.settings.post-build-hook;
-  signedHook = s.config.nix.settings.post-build-hook;
-  features = m.config.nix.settings.extra-system-features;
-  tmpfiles = m.config.systemd.tmpfiles.rules;
-  options = builtins.attrNames m.options.services.drvmeta;
-}}"#,
-        module.display(),
-        module.display()
-    );
-    let out = support::run(
-        support::nix("nix-instantiate").args(["--eval", "--strict", "--json", "--expr", &expr]),
-        "evaluate the module",
-    );
-    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+  nixos = {{ lib, ... }}: {{
+    options.nix.settings = lib.mkOption {{ type = lib.types.attrsOf lib.types.anything; default = {{ }}; }};
+    options.environment.systemPackages = lib.mkOption {{ type = lib.types.listOf lib.types.package; default = [ ]; }};
+    options.systemd.tmpfiles.rules = lib.mkOption {{ type = lib.types.listOf lib.types.str; default = [ ]; }};
+  }};
+  eval = cfg: (lib.evalModules {{
+    modules = [ nixos {module} {{ _module.args.pkgs = pkgs; services.drvmeta = cfg; }} ];
+  }});
+  m = eval {{ {settings} }};
+in {attrs}"#,
+            lib = lib.display(),
+            module = module.display(),
+        );
+        support::nix("nix-instantiate")
+            .args(["--eval", "--strict", "--json", "--expr", &expr])
+            .output()
+            .unwrap()
+    };
+    let json = |output: std::process::Output| -> serde_json::Value {
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let value = json(eval(
+        r#"enable = true; recordsDir = "/var/records"; bestEffort = true;
+           builderId = "urn:test:my builder"; pushTo = "https://records.example.org/";"#,
+        r#"{ hook = m.config.nix.settings.post-build-hook;
+             features = m.config.nix.settings.extra-system-features;
+             tmpfiles = m.config.systemd.tmpfiles.rules;
+             packages = map (p: p.outPath) m.config.environment.systemPackages;
+             options = builtins.attrNames m.options.services.drvmeta; }"#,
+    ));
     let hook = value["hook"].as_str().unwrap();
     assert!(
         hook.contains("/nix/store/00000000000000000000000000000000-drvmeta/bin/drvmeta hook"),
         "{hook}"
     );
     assert!(
-        hook.contains("--records '/var/records'")
-            && hook.contains("--builder-id 'urn:test:builder'")
+        hook.contains("--records /var/records")
+            && hook.contains("--builder-id 'urn:test:my builder'")
+            && hook.contains("--push-to https://records.example.org/")
             && hook.contains("--best-effort"),
         "{hook}"
-    );
-    let signed = value["signedHook"].as_str().unwrap();
-    assert!(
-        signed.contains("--signing-key '/etc/nix/builder-1.sec'")
-            && !signed.contains("--builder-id"),
-        "a signed record's builder id is its key's: {signed}"
     );
     assert!(!hook.contains("--signing-key"), "{hook}");
     assert_eq!(value["features"], serde_json::json!(["derivation-meta"]));
@@ -445,14 +442,43 @@ in {{
         serde_json::json!(["d /var/records 0755 root root -"])
     );
     assert_eq!(
+        value["packages"],
+        serde_json::json!(["/nix/store/00000000000000000000000000000000-drvmeta"])
+    );
+    assert_eq!(
         value["options"],
         serde_json::json!([
             "bestEffort",
             "builderId",
             "enable",
             "package",
+            "pushTo",
             "recordsDir",
             "signingKeyFile"
         ])
+    );
+
+    let signed = json(eval(
+        r#"enable = true; signingKeyFile = "/etc/nix/builder-1.sec"; builderId = "urn:test:builder";"#,
+        "m.config.nix.settings.post-build-hook",
+    ));
+    let signed = signed.as_str().unwrap();
+    assert!(
+        signed.contains("--signing-key /etc/nix/builder-1.sec")
+            && signed.contains("--records /nix/var/drvmeta/records")
+            && !signed.contains("--builder-id")
+            && !signed.contains("--push-to"),
+        "a signed record's builder id is its key's; no push unless asked: {signed}"
+    );
+    // Disabled: the module sets nothing.
+    let off = json(eval("", "m.config.nix.settings"));
+    assert_eq!(off, serde_json::json!({}));
+    // The real lib checks the option types.
+    let wrong = eval("enable = true; pushTo = 5;", "m.config.nix.settings");
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains("is not of type"),
+        "{}",
+        stderr(&wrong)
     );
 }

@@ -11,7 +11,7 @@ use drvmeta::closure::{Closure, LoadOptions};
 use drvmeta::derivation::StoreDir;
 use drvmeta::provenance::record::{Run, invocation_id, now_rfc3339};
 use drvmeta::provenance::sign::{PublicKey, SecretKey, nix_trusted_public_keys};
-use drvmeta::provenance::store::{RecordStore, Written};
+use drvmeta::provenance::store::{Location, RecordStore, Sources, Written};
 use drvmeta::provenance::verify;
 use drvmeta::rewrite::{Mode, rewrite_closure};
 use serde_json::Value;
@@ -131,10 +131,13 @@ impl StoreArgs {
 /// Where records are read from, and whose signatures count.
 #[derive(Debug, Args)]
 pub struct TrustArgs {
-    /// The records directory [default: /nix/var/drvmeta/records whenever it
-    /// is readable, else $XDG_STATE_HOME/drvmeta/records].
-    #[arg(long, value_name = "DIR", env = "DRVMETA_RECORDS")]
-    records: Option<PathBuf>,
+    /// A record store to read: a directory, file:///…, http://… or
+    /// https://… (repeatable; a record in several is read from the first)
+    /// [default: DRVMETA_RECORDS (space-separated), else
+    /// /nix/var/drvmeta/records whenever it is readable, else
+    /// $XDG_STATE_HOME/drvmeta/records].
+    #[arg(long, value_name = "STORE")]
+    records: Vec<String>,
     /// A trusted public key, NAME:BASE64 as in Nix's trusted-public-keys
     /// (repeatable) [default: DRVMETA_TRUSTED_KEYS (space-separated), else
     /// Nix's own trusted-public-keys].
@@ -148,12 +151,24 @@ pub struct TrustArgs {
 }
 
 impl TrustArgs {
-    fn store(&self) -> RecordStore {
-        RecordStore::new(
-            self.records
-                .clone()
-                .unwrap_or_else(RecordStore::default_read_root),
-        )
+    fn store(&self) -> Result<Sources> {
+        let given: Vec<String> = if self.records.is_empty() {
+            std::env::var("DRVMETA_RECORDS")
+                .map(|list| list.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default()
+        } else {
+            self.records.clone()
+        };
+        if given.is_empty() {
+            return Ok(Sources::dir(RecordStore::new(
+                RecordStore::default_read_root(),
+            )));
+        }
+        let locations = given
+            .iter()
+            .map(|text| Location::parse(text).map_err(|e| UsageError(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Sources::new(locations))
     }
 
     fn trusted(&self) -> Result<Vec<PublicKey>> {
@@ -200,6 +215,12 @@ pub struct HookArgs {
     /// goes on; provenance for this build is lost).
     #[arg(long)]
     best_effort: bool,
+    /// After recording, push the build's records to this record store
+    /// (http(s)://…, file:///… or a directory) in a detached background
+    /// process, so Nix's build loop never waits on the network; its output
+    /// goes to `.push.log` in the records directory.
+    #[arg(long, value_name = "STORE", env = "DRVMETA_PUSH_TO")]
+    push_to: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -261,7 +282,16 @@ pub fn hook(args: &HookArgs) -> Result<u8> {
                 "records": written_json(&facts, &written, key.as_ref())
             }))?;
         }
-        Ok(format!("drvmeta: {drv}: {}", describe(&written)))
+        let mut line = format!("drvmeta: {drv}: {}", describe(&written));
+        if let Some(to) = &args.push_to {
+            let outputs: Vec<String> = facts.outputs.iter().map(|o| o.path.clone()).collect();
+            let log = drvmeta::provenance::push::push_detached(to, &args.store.store(), &outputs)?;
+            line.push_str(&format!(
+                "; pushing to {to} in the background (log: {})",
+                log.display()
+            ));
+        }
+        Ok(line)
     })();
     match result {
         Ok(line) => {
@@ -386,6 +416,28 @@ pub enum ProvenanceCommand {
     /// a copy of a built kernel (what is uploaded to the Hub) from the
     /// output's verified record.
     FillMetadata(FillMetadataArgs),
+    /// Upload the records of outputs to a shared record store (an
+    /// http(s):// server that accepts PUT, or a directory), as `nix copy
+    /// --to` uploads store paths (docs/record-stores.md).
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Where to: http://…, https://…, file:///… or a directory.
+    #[arg(long, value_name = "STORE")]
+    to: String,
+    /// The local records directory to push from [default: as `provenance
+    /// show`].
+    #[arg(long, value_name = "DIR")]
+    records: Option<PathBuf>,
+    /// Print {"to", "pushed": [{"dir", "name", "new"}], "skipped": [...]}.
+    #[arg(long)]
+    json: bool,
+    /// Output paths whose records are pushed [default: every record of the
+    /// local store].
+    #[arg(value_name = "OUTPUT")]
+    paths: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -496,7 +548,7 @@ fn revision_line(dependency: &Value) -> String {
 fn summary(
     out: &mut String,
     output: &str,
-    file: &std::path::Path,
+    file: &str,
     trust: &drvmeta::provenance::sign::Trust,
     statement: &Value,
 ) {
@@ -517,7 +569,7 @@ fn summary(
         .and_then(|s| s["annotations"]["output"].as_str())
         .unwrap_or("?");
     let _ = writeln!(out, "{output} ({name})");
-    let _ = writeln!(out, "  record          {}", file.display());
+    let _ = writeln!(out, "  record          {}", file);
     let _ = writeln!(out, "  trust           {trust}");
     let _ = writeln!(
         out,
@@ -558,11 +610,65 @@ pub fn provenance(command: &ProvenanceCommand) -> Result<u8> {
         ProvenanceCommand::Show(args) => show(args),
         ProvenanceCommand::Verify(args) => verify_paths(args),
         ProvenanceCommand::FillMetadata(args) => fill_metadata(args),
+        ProvenanceCommand::Push(args) => push(args),
     }
 }
 
+fn push(args: &PushArgs) -> Result<u8> {
+    let to = Location::parse(&args.to).map_err(|e| UsageError(e.to_string()))?;
+    let from = RecordStore::new(
+        args.records
+            .clone()
+            .unwrap_or_else(RecordStore::default_read_root),
+    );
+    for path in &args.paths {
+        if !path.starts_with('/') || path.ends_with(".drv") {
+            return Err(UsageError(format!(
+                "{path}: not an output path (push takes the store paths of built outputs, as \
+                 `nix-store --query --outputs DRV` prints them)"
+            ))
+            .into());
+        }
+    }
+    let outputs = (!args.paths.is_empty()).then_some(args.paths.as_slice());
+    let interactive = !args.json && io::IsTerminal::is_terminal(&io::stderr());
+    let report = drvmeta::provenance::push::push(&from, &to, outputs, &mut |done| {
+        if interactive && done % 16 == 0 {
+            eprint!("\rdrvmeta: pushed {done} record(s)");
+        }
+    })?;
+    if interactive {
+        eprint!("\r\x1b[K");
+    }
+    for skipped in &report.skipped {
+        eprintln!("drvmeta: warning: not pushed: {skipped}");
+    }
+    let new = report.pushed.iter().filter(|p| p.new).count();
+    if args.json {
+        print_json(&serde_json::json!({
+            "to": to.describe(),
+            "pushed": report.pushed,
+            "skipped": report.skipped,
+        }))?;
+    } else {
+        println!(
+            "pushed {} record(s) to {} ({new} new, {} already there)",
+            report.pushed.len(),
+            to.describe(),
+            report.pushed.len() - new
+        );
+    }
+    if report.pushed.is_empty() && !args.paths.is_empty() {
+        eprintln!(
+            "drvmeta: warning: {} holds no record of the given outputs",
+            from.root().display()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
 fn fill_metadata(args: &FillMetadataArgs) -> Result<u8> {
-    let store = args.trust.store();
+    let store = args.trust.store()?;
     let trusted = args.trust.trusted()?;
     let filled = drvmeta::provenance::kernels_metadata::fill_metadata(
         &store,
@@ -593,7 +699,7 @@ fn fill_metadata(args: &FillMetadataArgs) -> Result<u8> {
 }
 
 fn show(args: &ShowArgs) -> Result<u8> {
-    let store = args.trust.store();
+    let store = args.trust.store()?;
     let trusted = args.trust.trusted()?;
     let mut problems = Vec::new();
     let mut records = Vec::new();
@@ -617,7 +723,7 @@ fn show(args: &ShowArgs) -> Result<u8> {
                         .extend(keys.iter().cloned());
                 }
                 match &record.statement {
-                    Err(problem) => problems.push(format!("{}: {problem}", record.file.display())),
+                    Err(problem) => problems.push(format!("{}: {problem}", record.file)),
                     Ok(statement) if drv.as_deref().is_none_or(|d| names_drv(statement, d)) => {
                         summary(&mut text, &output, &record.file, &record.trust, statement);
                         let keys = match &record.trust {
@@ -654,7 +760,7 @@ fn show(args: &ShowArgs) -> Result<u8> {
         if records.len() == before {
             problems.push(format!(
                 "{path}: no provenance record in {}",
-                store.root().display()
+                store.describe()
             ));
         }
     }
@@ -716,13 +822,13 @@ fn print_failure(out: &mut impl Write, what: &str, problems: &[String]) -> Resul
 }
 
 fn verify_paths(args: &VerifyArgs) -> Result<u8> {
-    let store = args.trust.store();
+    let store = args.trust.store()?;
     let trusted = args.trust.trusted()?;
     if args.trust.allow_unsigned {
         eprintln!(
             "drvmeta: warning: --allow-unsigned: unsigned and untrusted records count, so anyone \
              who can write {} can make an output verify",
-            store.root().display()
+            store.describe()
         );
     } else if trusted.is_empty() {
         eprintln!("drvmeta: warning: no trusted keys: no record can count");
@@ -782,7 +888,7 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
             for file in &result.dirty {
                 eprintln!(
                     "drvmeta: warning: {}: built from a dirty tree (uncommitted changes)",
-                    file.display()
+                    file
                 );
             }
             print_diagnostics(&result.ignored, &result.warnings);

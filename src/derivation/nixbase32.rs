@@ -1,7 +1,8 @@
 //! Nix's base-32 encoding (`0-9a-z` without `e o u t`, least significant
 //! bits first), used in store path hash parts and placeholders.
 
-const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
+/// The 32 digits, in value order.
+pub const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
 
 /// Length of the encoding of `len` bytes.
 #[must_use]

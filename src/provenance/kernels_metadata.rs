@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::kernel::{KernelProvenance, Revision};
 use super::kernel_digest::{check_variant, variants};
 use super::sign::PublicKey;
-use super::store::RecordStore;
+use super::store::Sources;
 use super::verify::verify;
 use crate::error::{Error, Result};
 
@@ -73,7 +73,7 @@ fn block(provenance: &KernelProvenance) -> Option<Value> {
 /// is not the output's or fails its digest check, or a file cannot be
 /// written.
 pub fn fill_metadata(
-    store: &RecordStore,
+    store: &Sources,
     output: &str,
     copy: &Path,
     trusted: &[PublicKey],

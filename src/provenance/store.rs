@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
+use super::remote::HttpStore;
 use crate::derivation::store_path::hex;
 use crate::error::{Error, Result};
 
@@ -169,14 +170,24 @@ impl RecordStore {
         drv_hash: &str,
         record: &[u8],
     ) -> Result<(PathBuf, Written)> {
-        let target = self.path_of(output_hash, drv_hash, record);
+        let name = format!("{drv_hash}.{}{SUFFIX}", content_name(record));
+        self.write_named(output_hash, &name, record)
+    }
+
+    /// Write `bytes` as file `name` of directory `dir` (an output hash part
+    /// or a [`variant_dir`]), atomically, unless these bytes are there.
+    ///
+    /// # Errors
+    /// [`Error::Output`] when the directory or file cannot be written.
+    pub fn write_named(&self, dir: &str, name: &str, bytes: &[u8]) -> Result<(PathBuf, Written)> {
+        let target = self.root.join(dir).join(name);
         let dir = target.parent().expect("a record has a directory");
         let error = |file: &Path, message: String| Error::Output {
             file: file.to_owned(),
             message,
         };
         if crate::safe_read::read_regular(&target, false, RECORD_LIMIT)
-            .is_ok_and(|existing| existing == record)
+            .is_ok_and(|existing| existing == bytes)
         {
             return Ok((target, Written::Existed));
         }
@@ -188,7 +199,7 @@ impl RecordStore {
             .suffix(".tmp")
             .tempfile_in(dir)
             .map_err(|e| error(dir, format!("cannot write a record here: {e}")))?;
-        temp.write_all(record)
+        temp.write_all(bytes)
             .and_then(|()| {
                 temp.as_file()
                     .set_permissions(std::fs::Permissions::from_mode(0o644))
@@ -207,6 +218,32 @@ impl RecordStore {
             let _ = dir.sync_all();
         }
         Ok((target, Written::New))
+    }
+
+    /// The record directories of the store: output hash parts and
+    /// [`variant_dir`]s, sorted.
+    ///
+    /// # Errors
+    /// When the root exists but cannot be read.
+    pub fn dirs(&self) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::Output {
+                    file: self.root.clone(),
+                    message: format!("cannot read the record store: {e}"),
+                });
+            }
+        };
+        let mut dirs: Vec<String> = entries
+            .filter_map(std::result::Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| is_record_dir(name))
+            .collect();
+        dirs.sort();
+        Ok(dirs)
     }
 
     /// Every record file for output `output_hash` (current and legacy),
@@ -237,6 +274,212 @@ impl RecordStore {
             .collect();
         files.sort();
         Ok(files)
+    }
+}
+
+/// Whether `name` is a record directory's name: a store path hash part
+/// (32 Nix base-32 characters) or a [`variant_dir`].
+#[must_use]
+pub fn is_record_dir(name: &str) -> bool {
+    let hash_part = name.len() == 32
+        && name
+            .bytes()
+            .all(|b| crate::derivation::nixbase32::ALPHABET.contains(&b));
+    let variant = name
+        .strip_prefix("v-")
+        .is_some_and(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()));
+    hash_part || variant
+}
+
+/// Whether `name` is a record file's name (current or legacy).
+fn is_record_name(name: &str) -> bool {
+    name.ends_with(SUFFIX) || name.ends_with(LEGACY_SUFFIX)
+}
+
+/// Where records are: a directory or an HTTP(S) server.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A directory (given as a path or a `file://` URL).
+    Dir(RecordStore),
+    /// An `http://` or `https://` URL ([`HttpStore`]).
+    Http(HttpStore),
+}
+
+/// One record file found in a [`Sources`].
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Where it is: a path or a URL.
+    pub location: String,
+    /// Its file name.
+    pub name: String,
+    /// Its bytes, or why they could not be read.
+    pub bytes: std::result::Result<Vec<u8>, String>,
+}
+
+impl Location {
+    /// A directory, `file:///abs/path`, `http://…` or `https://…`.
+    ///
+    /// # Errors
+    /// [`Error::StoreLocation`] for a relative `file://` URL or another
+    /// scheme (`s3://` included: no S3-compatible server could be run and
+    /// tested here; serve the layout over HTTP instead).
+    pub fn parse(text: &str) -> Result<Self> {
+        let fail = |message: &str| Error::StoreLocation {
+            location: text.to_owned(),
+            message: message.to_owned(),
+        };
+        if let Some(path) = text.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(fail("a file:// URL needs an absolute path (file:///…)"));
+            }
+            return Ok(Self::Dir(RecordStore::new(path)));
+        }
+        if text.starts_with("http://") || text.starts_with("https://") {
+            return Ok(Self::Http(HttpStore::new(text)));
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(fail(&if scheme == "s3" {
+                "s3:// record stores are not supported; serve the store over HTTP(S) \
+                 (docs/record-stores.md)"
+                    .to_owned()
+            } else {
+                format!(
+                    "unsupported scheme {scheme}://: a record store is a directory, file://, \
+                     http:// or https://"
+                )
+            }));
+        }
+        Ok(Self::Dir(RecordStore::new(text)))
+    }
+
+    /// The directory or URL.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Dir(store) => store.root().display().to_string(),
+            Self::Http(store) => store.url().to_owned(),
+        }
+    }
+
+    /// The record files of directory `dir` (an output hash part or a
+    /// [`variant_dir`]), sorted by name.
+    ///
+    /// # Errors
+    /// When the directory or listing cannot be read.
+    pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let mut names = match self {
+            Self::Dir(store) => store
+                .records_for(dir)?
+                .iter()
+                .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+                .collect(),
+            Self::Http(store) => store.list(dir)?,
+        };
+        names.retain(|name| is_record_name(name));
+        names.sort();
+        Ok(names)
+    }
+
+    /// Read file `name` of directory `dir`.
+    #[must_use]
+    pub fn read(&self, dir: &str, name: &str) -> Found {
+        let (location, bytes) = match self {
+            Self::Dir(store) => {
+                let file = store.root().join(dir).join(name);
+                let bytes = crate::safe_read::read_regular(&file, false, RECORD_LIMIT)
+                    .map_err(|e| format!("cannot read: {e}"));
+                (file.display().to_string(), bytes)
+            }
+            Self::Http(store) => {
+                let bytes = match store.get(dir, name, RECORD_LIMIT) {
+                    Ok(Some(bytes)) => Ok(bytes),
+                    Ok(None) => Err("listed but no longer served".to_owned()),
+                    Err(e) => Err(format!("cannot read: {e}")),
+                };
+                (store.url_of(dir, name), bytes)
+            }
+        };
+        Found {
+            location,
+            name: name.to_owned(),
+            bytes,
+        }
+    }
+
+    /// Store `bytes` as file `name` of directory `dir`; `true` when they
+    /// were not there yet.
+    ///
+    /// # Errors
+    /// When writing or uploading fails.
+    pub fn put(&self, dir: &str, name: &str, bytes: &[u8]) -> Result<bool> {
+        match self {
+            Self::Dir(store) => Ok(store.write_named(dir, name, bytes)?.1 == Written::New),
+            Self::Http(store) => store.put(dir, name, bytes, RECORD_LIMIT),
+        }
+    }
+}
+
+/// The record stores a reader looks in, in order: a record found in
+/// several (same name, so same bytes) is read from the first.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    locations: Vec<Location>,
+}
+
+impl Sources {
+    /// Read from `locations`, in this order.
+    #[must_use]
+    pub fn new(locations: Vec<Location>) -> Self {
+        Self { locations }
+    }
+
+    /// One directory store.
+    #[must_use]
+    pub fn dir(store: RecordStore) -> Self {
+        Self::new(vec![Location::Dir(store)])
+    }
+
+    /// The stores, in order.
+    #[must_use]
+    pub fn locations(&self) -> &[Location] {
+        &self.locations
+    }
+
+    /// The stores, for messages: `a, b`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let all: Vec<String> = self.locations.iter().map(Location::describe).collect();
+        all.join(", ")
+    }
+
+    /// Every record of directory `dir` in any of the stores, each read.
+    ///
+    /// # Errors
+    /// When a store's directory or listing cannot be read.
+    pub fn found(&self, dir: &str) -> Result<Vec<Found>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut found = Vec::new();
+        for location in &self.locations {
+            for name in location.list(dir)? {
+                if seen.insert(name.clone()) {
+                    found.push(location.read(dir, &name));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Warnings about the directory stores ([`RecordStore::warnings`]).
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        self.locations
+            .iter()
+            .filter_map(|l| match l {
+                Location::Dir(store) => Some(store.warnings()),
+                Location::Http(_) => None,
+            })
+            .flatten()
+            .collect()
     }
 }
 

@@ -7,14 +7,14 @@ use serde_json::Value;
 
 use super::nar::nar_sha256;
 use super::sign::{Envelope, PublicKey, Trust};
-use super::store::{LEGACY_SUFFIX, RECORD_LIMIT, RecordStore, SUFFIX, content_name};
+use super::store::{Found, LEGACY_SUFFIX, SUFFIX, Sources, content_name};
 use crate::error::Result;
 
 /// A record file read from the store, or why it could not be.
 #[derive(Debug, Clone)]
 pub struct RecordFile {
-    /// The file.
-    pub file: PathBuf,
+    /// Where it is: a path, or a URL in a remote store.
+    pub file: String,
     /// What its signatures prove against the trusted keys.
     pub trust: Trust,
     /// The statement, or the reason the record is unusable.
@@ -42,7 +42,7 @@ impl RecordFile {
             Err(problem) => problem.clone(),
             Ok(_) => self.trust.to_string(),
         };
-        Some(format!("{}: not counted: {reason}", self.file.display()))
+        Some(format!("{}: not counted: {reason}", self.file))
     }
 }
 
@@ -86,20 +86,20 @@ pub fn variant_subject<'a>(statement: &'a Value, digest: &str) -> Option<&'a Val
 }
 
 /// Read and check one record file of output `output_path`.
-fn read_record(file: PathBuf, output_path: &str, trusted: &[PublicKey]) -> RecordFile {
-    read_record_for(file, Lookup::Output(output_path), trusted)
+fn read_record(found: Found, output_path: &str, trusted: &[PublicKey]) -> RecordFile {
+    read_record_for(found, Lookup::Output(output_path), trusted)
 }
 
 /// Read and check one record file found by `lookup`.
-fn read_record_for(file: PathBuf, lookup: Lookup<'_>, trusted: &[PublicKey]) -> RecordFile {
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+fn read_record_for(found: Found, lookup: Lookup<'_>, trusted: &[PublicKey]) -> RecordFile {
+    let Found {
+        location,
+        name,
+        bytes,
+    } = found;
     let mut trust = Trust::Unsigned;
     let statement = (|| -> std::result::Result<Value, String> {
-        let bytes = crate::safe_read::read_regular(&file, false, RECORD_LIMIT)
-            .map_err(|e| format!("cannot read: {e}"))?;
+        let bytes = bytes?;
         let (drv_hash, payload) = if let Some(stem) = name.strip_suffix(SUFFIX) {
             let (drv_hash, content) = stem.split_once('.').unwrap_or((stem, ""));
             if content != content_name(&bytes) {
@@ -141,7 +141,7 @@ fn read_record_for(file: PathBuf, lookup: Lookup<'_>, trusted: &[PublicKey]) -> 
         Ok(value)
     })();
     RecordFile {
-        file,
+        file: location,
         trust,
         statement,
     }
@@ -235,14 +235,14 @@ fn check_shape(value: &Value, lookup: Lookup<'_>) -> std::result::Result<(), Str
 /// # Errors
 /// When the records directory cannot be read.
 pub fn records_of(
-    store: &RecordStore,
+    store: &Sources,
     output_path: &str,
     trusted: &[PublicKey],
 ) -> Result<Vec<RecordFile>> {
     Ok(store
-        .records_for(super::hash_part(output_path))?
+        .found(super::hash_part(output_path))?
         .into_iter()
-        .map(|file| read_record(file, output_path, trusted))
+        .map(|found| read_record(found, output_path, trusted))
         .collect())
 }
 
@@ -294,7 +294,7 @@ pub struct Verification {
     /// sha256 (hex) of its NAR, as re-hashed now.
     pub nar_sha256: String,
     /// Counted records that agree.
-    pub matching: Vec<PathBuf>,
+    pub matching: Vec<String>,
     /// The distinct trusted keys whose records attest this NAR hash
     /// (independent rebuilds agreeing).
     pub keys: Vec<String>,
@@ -307,7 +307,7 @@ pub struct Verification {
     /// Kernel files whose digests were checked.
     pub kernel_files: usize,
     /// Counted records that say the kernel or builder tree was dirty.
-    pub dirty: Vec<PathBuf>,
+    pub dirty: Vec<String>,
     /// Warnings that do not fail verification (a variant's metadata.json
     /// saying it was built from a dirty tree).
     pub warnings: Vec<String>,
@@ -385,7 +385,7 @@ fn check_variant_provenance(
 /// # Errors
 /// When the output cannot be read or the records directory cannot be read.
 pub fn verify(
-    store: &RecordStore,
+    store: &Sources,
     output: &str,
     trusted: &[PublicKey],
     allow_unsigned: bool,
@@ -404,7 +404,7 @@ pub fn verify(
     };
     let mut matched_statements = Vec::new();
     for record in records_of(store, output, trusted)? {
-        let file = record.file.display().to_string();
+        let file = record.file.clone();
         if let Some(ignored) = record.not_counted(allow_unsigned) {
             result.ignored.push(ignored);
             continue;
@@ -435,10 +435,9 @@ pub fn verify(
         } else {
             "no provenance record signed by a trusted key"
         };
-        result.problems.push(format!(
-            "{output}: {what} matches in {}",
-            store.root().display()
-        ));
+        result
+            .problems
+            .push(format!("{output}: {what} matches in {}", store.describe()));
     }
     let (files, problems) = check_kernel_digests(Path::new(output))?;
     result.kernel_files = files;
@@ -473,7 +472,7 @@ pub struct VariantVerification {
     /// Its variant digest, when it passed `kernels`' digest check.
     pub variant_digest: Option<String>,
     /// The counted records that attest it.
-    pub matching: Vec<PathBuf>,
+    pub matching: Vec<String>,
     /// The distinct trusted keys among their signers.
     pub keys: Vec<String>,
 }
@@ -488,7 +487,7 @@ pub struct VariantVerification {
 /// # Errors
 /// When a records directory cannot be read.
 pub fn verify_copy(
-    store: &RecordStore,
+    store: &Sources,
     dir: &Path,
     trusted: &[PublicKey],
     allow_unsigned: bool,
@@ -526,8 +525,8 @@ pub fn verify_copy(
         let mut matching = Vec::new();
         let mut keys = Vec::new();
         let mut statements = Vec::new();
-        for file in store.records_for(&super::store::variant_dir(&digest))? {
-            let record = read_record_for(file, Lookup::Variant(&digest), trusted);
+        for found in store.found(&super::store::variant_dir(&digest))? {
+            let record = read_record_for(found, Lookup::Variant(&digest), trusted);
             if let Some(ignored) = record.not_counted(allow_unsigned) {
                 result.ignored.push(ignored);
                 continue;
@@ -539,7 +538,7 @@ pub fn verify_copy(
                 if is_dirty(&statement) {
                     result.warnings.push(format!(
                         "{}: records a dirty kernel or builder tree (uncommitted changes)",
-                        record.file.display()
+                        record.file
                     ));
                 }
                 statements.push(statement);
@@ -564,7 +563,7 @@ pub fn verify_copy(
                 } else {
                     "signed by a trusted key "
                 },
-                store.root().display()
+                store.describe()
             ));
         }
         result.variants.push(VariantVerification {

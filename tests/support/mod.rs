@@ -171,20 +171,39 @@ pub fn nix_key(dir: &Path, name: &str) -> (PathBuf, String) {
 /// the test when it runs longer than `seconds`: a hang is a failure, not a
 /// stuck suite.
 pub fn output_within(command: &mut Command, seconds: u64) -> std::process::Output {
+    use std::io::Read as _;
     let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Drain both pipes while waiting: a child writing more than a pipe
+    // holds must not block.
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if std::time::Instant::now() > deadline {
             child.kill().unwrap();
             panic!("{command:?} hung for {seconds} s");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
-    child.wait_with_output().unwrap()
 }
 
 /// Run a command, panicking with its stderr on failure; returns stdout.
@@ -239,6 +258,21 @@ pub fn instantiate_with(
 /// The project's root directory.
 pub fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real nixpkgs `lib` (`../shared/nixpkgs-lib/lib`, or
+/// `DRVMETA_NIXPKGS_LIB`). Panics when it is missing.
+pub fn nixpkgs_lib() -> PathBuf {
+    let dir = std::env::var_os("DRVMETA_NIXPKGS_LIB").map_or_else(
+        || project_dir().join("../shared/nixpkgs-lib/lib"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("default.nix").is_file(),
+        "nixpkgs' lib is missing at {} (set DRVMETA_NIXPKGS_LIB)",
+        dir.display()
+    );
+    dir
 }
 
 /// The shared conformance vectors (`../shared/nix-vectors`, or
@@ -356,4 +390,106 @@ pub fn instantiate_tweaked(
     let (_dir, file) = expression_file(NixVersion::Old, generated);
     let context = format!("seed {} tweak {tweak}", generated.seed);
     instantiate(&file, with_meta, Some(tweak), &context)
+}
+
+/// A real nginx serving a record store on 127.0.0.1 as Nix's HTTP binary
+/// caches are served: static files, WebDAV `PUT` (written to a temporary
+/// file, then renamed into place) and JSON directory listings. Installed by
+/// `.ci/run` (Debian's `nginx-light`); a missing nginx fails the test.
+pub struct Nginx {
+    dir: tempfile::TempDir,
+    /// The port it listens on.
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Nginx {
+    /// Start nginx on a free port, serving an empty directory.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("www")).unwrap();
+        std::fs::create_dir_all(root.join("body")).unwrap();
+        let d = root.display();
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 512; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/body; fastcgi_temp_path {d}/body;\n\
+             uwsgi_temp_path {d}/body; scgi_temp_path {d}/body;\n\
+             server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
+             location / {{\n      dav_methods PUT;\n      create_full_put_path on;\n\
+             dav_access user:rw group:r all:r;\n      client_max_body_size 32m;\n\
+             autoindex on;\n      autoindex_format json;\n    }}\n  }}\n}}\n"
+        );
+        std::fs::write(root.join("nginx.conf"), config).unwrap();
+        let mut nginx = Self {
+            dir,
+            port,
+            child: None,
+        };
+        nginx.spawn();
+        nginx
+    }
+
+    fn spawn(&mut self) {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx is not installed: .ci/run installs it (apt-get install nginx-light)");
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(self.dir.path())
+            .arg("-c")
+            .arg(self.dir.path().join("nginx.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Kill nginx (SIGKILL: no graceful end for the requests in flight).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kill nginx and start it again on the same port and files.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// `http://127.0.0.1:<port>/<prefix>`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("http://127.0.0.1:{}/{prefix}", self.port)
+    }
+
+    /// The directory nginx serves.
+    pub fn www(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
