@@ -14,7 +14,10 @@
       lib = import ./nix/lib.nix;
 
       overlays.default = final: prev: {
-        drvmeta = final.callPackage ./nix/package.nix { };
+        drvmeta = final.callPackage ./nix/package.nix {
+          # `drvmeta --version` names the commit (the sandbox has no .git).
+          rev = self.rev or self.dirtyRev or null;
+        };
       };
 
       packages = forAllSystems (system: rec {

@@ -540,3 +540,134 @@ fn help_texts_carry_no_invisible_characters() {
         assert!(invisible.is_empty(), "{command:?}: {invisible:?}");
     }
 }
+
+/// `drvmeta completions bash`, sourced by a real bash, defines the
+/// completion of drvmeta, and completes its commands; zsh and fish get
+/// their own formats.
+#[test]
+fn completion_scripts_work_in_bash_and_exist_for_zsh_and_fish() {
+    let script = drvmeta(&["completions", "bash"]);
+    assert_eq!(script.status.code(), Some(0), "{}", stderr(&script));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("drvmeta.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    let probe = format!(
+        "source {}\ncomplete -p drvmeta\nCOMP_WORDS=(drvmeta prov); COMP_CWORD=1; COMP_LINE='drvmeta prov'; \
+         COMP_POINT=${{#COMP_LINE}}; _drvmeta drvmeta prov drvmeta\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let bash = Command::new("bash").args(["-c", &probe]).output().unwrap();
+    let out = stdout(&bash);
+    assert!(bash.status.success(), "{}", stderr(&bash));
+    assert!(
+        out.contains("-F _drvmeta") && out.contains("drvmeta"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l == "provenance"),
+        "completes commands: {out}"
+    );
+
+    let zsh = stdout(&drvmeta(&["completions", "zsh"]));
+    assert!(zsh.starts_with("#compdef drvmeta"), "{zsh}");
+    let fish = stdout(&drvmeta(&["completions", "fish"]));
+    assert!(fish.contains("complete -c drvmeta"), "{fish}");
+    let bad = drvmeta(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Every man page renders with Debian's man-db without a warning (and the
+/// check does catch a broken page).
+#[test]
+fn man_pages_render_without_warnings() {
+    let render = |page: &Path| {
+        Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(page)
+            .env("LC_ALL", "C.UTF-8")
+            .env("MANWIDTH", "80")
+            .output()
+            .expect("man-db's man")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let written = drvmeta(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(written.status.code(), Some(0), "{}", stderr(&written));
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.sort();
+    let names: Vec<String> = pages
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in [
+        "drvmeta.1",
+        "drvmeta-hash.1",
+        "drvmeta-provenance-push.1",
+        "drvmeta-sbom.1",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+    }
+    for page in &pages {
+        let output = render(page);
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            page.display(),
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{}", page.display());
+        assert!(stdout(&output).contains("NAME"), "{}", page.display());
+    }
+    // The main page on stdout renders too.
+    let main = drvmeta(&["man"]);
+    assert!(stdout(&main).contains(".TH drvmeta 1"), "{}", stdout(&main));
+    let on_stdout = dir.path().join("stdout.1");
+    std::fs::write(&on_stdout, &main.stdout).unwrap();
+    assert_eq!(stderr(&render(&on_stdout)), "");
+    // A broken page: man warns, so the check above can fail.
+    let broken = dir.path().join("broken.1");
+    std::fs::write(&broken, ".TH X 1\n.SH NAME\nx \\- y\n.nosuchmacro\n").unwrap();
+    assert!(stderr(&render(&broken)).contains("warning"));
+}
+
+/// `--version` names the commit of the checkout the binary was built from
+/// and whether its tree was dirty.
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(support::project_dir())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {}", stderr(&output));
+        stdout(&output)
+    };
+    let head = git(&["rev-parse", "HEAD"]);
+    let version = stdout(&drvmeta(&["--version"]));
+    assert!(
+        version.starts_with(&format!(
+            "drvmeta {} (commit {}, ",
+            env!("CARGO_PKG_VERSION"),
+            head.trim()
+        )),
+        "{version}"
+    );
+    let changed = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    if changed {
+        assert!(
+            version.contains("dirty tree"),
+            "tracked files changed: {version}"
+        );
+    } else {
+        assert!(
+            version.contains("clean tree") || version.contains("dirty tree"),
+            "{version}"
+        );
+    }
+    // Every command says the same.
+    let sub = stdout(&drvmeta(&["hash", "--version"]));
+    assert!(sub.contains(head.trim()), "{sub}");
+}

@@ -10,6 +10,7 @@ use drvmeta::closure::{Closure, LoadOptions};
 use drvmeta::derivation::StoreDir;
 use drvmeta::hashing::NodeHashes;
 
+mod build_info;
 mod diff;
 mod hash;
 mod provenance;
@@ -27,7 +28,7 @@ pub const EXIT_USAGE: u8 = 2;
 /// Inspect Nix derivations: classic hash modulo and hash modulo meta
 /// (NixOS/nix PR #16285) side by side, Nix's derivation JSON, lints.
 #[derive(Debug, Parser)]
-#[command(name = "drvmeta", version, propagate_version = true)]
+#[command(name = "drvmeta", version = build_info::version(), propagate_version = true)]
 #[command(
     after_help = "Exit status: 0 all well, 1 a derivation is invalid or inconsistent \
 (or could not be read, or an output could not be written), 2 usage error; \
@@ -66,6 +67,20 @@ enum Command {
     /// Show or verify provenance records.
     #[command(subcommand)]
     Provenance(provenance::ProvenanceCommand),
+    /// Print a shell completion script: `source <(drvmeta completions
+    /// bash)`, or install it where the shell looks.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page drvmeta(1), or write it and one page per command
+    /// (drvmeta-hash(1), drvmeta-provenance-verify(1), …) into DIR.
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Where derivations are read from; shared by every command.
@@ -201,6 +216,29 @@ pub fn message(error: &anyhow::Error) -> String {
     text
 }
 
+fn completions(shell: clap_complete::Shell) -> Result<u8> {
+    use clap::CommandFactory as _;
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "drvmeta", &mut io::stdout().lock());
+    Ok(EXIT_OK)
+}
+
+fn man(dir: Option<&std::path::Path>) -> Result<u8> {
+    use anyhow::Context as _;
+    use clap::CommandFactory as _;
+    let command = Cli::command();
+    match dir {
+        None => clap_mangen::Man::new(command).render(&mut io::stdout().lock())?,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{}: cannot create the directory", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("{}: cannot write the man pages", dir.display()))?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
 /// Parse the command line, run the command and map the result to an exit
 /// status. A closed stdout (`drvmeta … | head`) is success.
 /// Run the command line; `release_memory_eagerly` is called first by every
@@ -227,6 +265,8 @@ pub fn main(release_memory_eagerly: fn()) -> ExitCode {
         Command::Realise(args) => provenance::realise(args),
         Command::Provenance(command) => provenance::provenance(command),
         Command::Sbom(args) => sbom::run(args),
+        Command::Completions { shell } => completions(*shell),
+        Command::Man { dir } => man(dir.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
