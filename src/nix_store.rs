@@ -153,28 +153,67 @@ pub fn derivers(paths: &[String]) -> Result<Vec<Option<String>>> {
         .collect())
 }
 
-/// `nix-store --realise` the derivations; returns the output paths printed
-/// (stderr, the build log, is passed through).
+/// The warning `nix-store --realise` prints without `--add-root`: noise
+/// for a caller that roots its results itself (or asked for no root).
+const NO_ROOT_WARNING: &str = "warning: you did not specify '--add-root'; the result might be removed by the garbage collector";
+
+/// `nix-store --realise` the derivations; returns their output paths. The
+/// build log on stderr is passed through as it comes, without Nix's
+/// `--add-root` warning. With `root`, each output gets an indirect GC root
+/// there as `nix-build --out-link` makes them (`result`, `result-dev`,
+/// `result-2`, …).
 ///
 /// # Errors
 /// When the build fails.
-pub fn realise(drvs: &[String]) -> Result<Vec<String>> {
-    let output = nix_store()
-        .arg("--realise")
+pub fn realise(drvs: &[String], root: Option<&std::path::Path>) -> Result<Vec<String>> {
+    use std::io::{BufRead as _, Write as _};
+    let mut command = nix_store();
+    command.arg("--realise");
+    if let Some(root) = root {
+        command.arg("--add-root").arg(root).arg("--indirect");
+    }
+    let mut child = command
         .args(drvs)
-        .stderr(Stdio::inherit())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| spawn_error(&e))?;
+    let log = child.stderr.take().expect("piped");
+    let forward = std::thread::spawn(move || {
+        let mut log = std::io::BufReader::new(log);
+        let mut line = Vec::new();
+        let stderr = std::io::stderr();
+        while log.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            let text = String::from_utf8_lossy(&line);
+            let kept = text.replace(NO_ROOT_WARNING, "");
+            if !kept.is_empty() && kept != "\n" {
+                let _ = stderr.lock().write_all(kept.as_bytes());
+            }
+            line.clear();
+        }
+    });
+    let output = child.wait_with_output().map_err(|e| spawn_error(&e))?;
+    let _ = forward.join();
     if !output.status.success() {
         return Err(Error::Store(format!(
             "nix-store --realise failed ({})",
             output.status
         )));
     }
-    Ok(String::from_utf8_lossy(&output.stdout)
+    let printed = String::from_utf8_lossy(&output.stdout);
+    printed
         .lines()
-        .map(str::to_owned)
-        .collect())
+        .map(|line| {
+            if root.is_none() {
+                return Ok(line.to_owned());
+            }
+            // With --add-root, Nix prints the roots: the outputs are what
+            // they point to.
+            std::fs::read_link(line)
+                .map(|target| target.to_string_lossy().into_owned())
+                .map_err(|e| Error::Store(format!("{line}: cannot read the GC root Nix made: {e}")))
+        })
+        .collect()
 }
 
 /// `nix-store --query --graph` of `paths`: their runtime closure in dot form.

@@ -327,6 +327,7 @@ fn the_example_walkthrough() {
     let key_arg = secret.to_str().unwrap();
     let one = drvmeta(&[
         "realise",
+        "--no-out-link",
         "--records",
         records_arg,
         "--signing-key",
@@ -336,6 +337,7 @@ fn the_example_walkthrough() {
     assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
     let two = drvmeta(&[
         "realise",
+        "--no-out-link",
         "--records",
         records_arg,
         "--signing-key",

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -462,7 +463,13 @@ fn realise_twice_with_a_new_commit_builds_nothing_the_second_time() {
     let (secret, public) = support::nix_key(dir.path(), "realiser-1");
     let realise = |drv: &str| {
         Command::new(env!("CARGO_BIN_EXE_drvmeta"))
-            .args(["realise", "--records", records.to_str().unwrap(), drv])
+            .args([
+                "realise",
+                "--no-out-link",
+                "--records",
+                records.to_str().unwrap(),
+                drv,
+            ])
             .env("DRVMETA_SIGNING_KEY", &secret)
             .env(
                 "NIX_CONFIG",
@@ -1552,4 +1559,122 @@ fn fill_metadata_writes_kernels_provenance_into_a_copy_from_the_verified_record(
         "{}",
         stderr(&changed)
     );
+}
+
+/// A two-derivation chain (a library and an app using it), both carrying
+/// the kernel commit in `__meta`.
+fn chain_expr(nonce: &str) -> String {
+    format!(
+        r#"{{ kernelCommit }}:
+let
+  mk = name: deps: derivation {{
+    inherit name deps;
+    system = "x86_64-linux";
+    builder = "/bin/bash";
+    args = [ "-euc" ''
+      . ./.attrs.sh
+      echo "${{name}} ${{toString deps}}" > ''${{outputs[out]}}
+    '' ];
+    __structuredAttrs = true;
+    __meta.provenance.kernel = {{ commit = kernelCommit; dirty = false; }};
+    requiredSystemFeatures = [ "derivation-meta" ];
+  }};
+  lib = mk "chain-lib-{nonce}" [ ];
+in mk "chain-app-{nonce}" [ lib ]
+"#
+    )
+}
+
+#[test]
+fn realise_records_every_derivation_it_builds_and_roots_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let file = dir.path().join("chain.nix");
+    std::fs::write(&file, chain_expr(&nonce())).unwrap();
+    let first = instantiate_kernel_file(&file, &commit(5));
+    let second = instantiate_kernel_file(&file, &commit(6));
+    let (secret, public) = support::nix_key(dir.path(), "realiser-2");
+    let link = dir.path().join("result");
+    let realise = |drv: &str, link: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_drvmeta"));
+        command
+            .args(["realise", "--json", "--records", records.to_str().unwrap()])
+            .arg("--signing-key")
+            .arg(&secret)
+            .env(
+                "NIX_CONFIG",
+                format!("{}\nsandbox = false", support::NIX_CONFIG),
+            )
+            .current_dir(dir.path());
+        match link {
+            Some(link) => command.arg("--out-link").arg(link),
+            None => command.arg("--no-out-link"),
+        };
+        command.arg(drv).output().unwrap()
+    };
+
+    // First commit: the library and the app are built, and both recorded.
+    let one = realise(&first, Some(&link));
+    assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
+    assert!(
+        !stderr(&one).contains("--add-root"),
+        "no stray Nix warning: {}",
+        stderr(&one)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&one.stdout).unwrap();
+    let out = report["outputs"][0].as_str().unwrap().to_owned();
+    let recorded: Vec<&serde_json::Value> = report["records"].as_array().unwrap().iter().collect();
+    let names: BTreeSet<String> = recorded
+        .iter()
+        .map(|r| r["originalDerivation"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "the library and the app: {report}");
+    assert!(names.contains(&first), "{names:?}");
+    for record in &recorded {
+        let original = record["originalDerivation"].as_str().unwrap();
+        let built = record["derivation"].as_str().unwrap();
+        assert_ne!(original, built, "the built derivation is the meta-free one");
+        assert_eq!(record["signedBy"], "realiser-2", "{record}");
+    }
+    let files = record_files(&records);
+    assert_eq!(validate_records(&files, &[&public]), 2);
+    // The library's record verifies from its output path alone.
+    for record in &recorded {
+        let output = record["output"].as_str().unwrap();
+        let verify = verify_trusting(records.to_str().unwrap(), &[&public], output);
+        assert_eq!(
+            verify.status.code(),
+            Some(0),
+            "{output}: {}",
+            stderr(&verify)
+        );
+    }
+
+    // The out-link is a GC root: Nix refuses to delete the output.
+    assert_eq!(std::fs::read_link(&link).unwrap().to_str().unwrap(), out);
+    let delete = || {
+        support::nix("nix-store")
+            .args(["--delete", &out])
+            .output()
+            .unwrap()
+    };
+    let kept = delete();
+    assert!(!kept.status.success(), "a rooted output was deleted");
+    assert!(stderr(&kept).contains("alive"), "{}", stderr(&kept));
+
+    // Second commit: nothing is built; only the root is recorded again.
+    let two = realise(&second, None);
+    assert_eq!(two.status.code(), Some(0), "{}", stderr(&two));
+    assert!(!stderr(&two).contains("building"), "{}", stderr(&two));
+    assert!(!stderr(&two).contains("--add-root"), "{}", stderr(&two));
+    let report: serde_json::Value = serde_json::from_slice(&two.stdout).unwrap();
+    assert_eq!(report["outputs"][0], out.as_str());
+    let recorded = report["records"].as_array().unwrap();
+    assert_eq!(recorded.len(), 1, "{report}");
+    assert_eq!(recorded[0]["originalDerivation"], second.as_str());
+
+    // Without the root, the output can go.
+    std::fs::remove_file(&link).unwrap();
+    let gone = delete();
+    assert!(gone.status.success(), "{}", stderr(&gone));
 }

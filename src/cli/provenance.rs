@@ -13,7 +13,6 @@ use drvmeta::provenance::record::{Run, invocation_id, now_rfc3339};
 use drvmeta::provenance::sign::{PublicKey, SecretKey, nix_trusted_public_keys};
 use drvmeta::provenance::store::{Location, RecordStore, Sources, Written};
 use drvmeta::provenance::verify;
-use drvmeta::rewrite::{Mode, rewrite_closure};
 use serde_json::Value;
 
 use super::{EXIT_OK, EXIT_PROBLEM, LoadArgs, UsageError};
@@ -353,54 +352,76 @@ pub fn record(args: &RecordArgs) -> Result<u8> {
 
 #[derive(Debug, Args)]
 pub struct RealiseArgs {
+    /// Make GC roots for the outputs here, as `nix-build --out-link` does
+    /// (`result`, `result-dev`, `result-2`, …).
+    #[arg(short = 'o', long, value_name = "PATH", default_value = "result")]
+    out_link: PathBuf,
+    /// Make no GC root (the outputs may then be garbage collected).
+    #[arg(long, conflicts_with = "out_link")]
+    no_out_link: bool,
     #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
     load: LoadArgs,
 }
 
-/// Strip, import, realise the stripped roots, record against the originals.
+/// Strip, import, realise, record every derivation built and every root.
 pub fn realise(args: &RealiseArgs) -> Result<u8> {
     let closure = args.load.load()?;
-    let stripped = rewrite_closure(&closure, Mode::Strip)?;
-    drvmeta::import::import_closure(&closure, &stripped)?;
-    let roots: Vec<(String, String)> = closure
-        .roots()
-        .iter()
-        .map(|&r| {
-            (
-                closure.render(&closure.nodes()[r].path),
-                closure.render(&stripped[r].path),
-            )
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let outputs =
-        drvmeta::nix_store::realise(&roots.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>())?;
-    let options = LoadOptions {
+    let load = LoadOptions {
         store_dir: closure.store_dir().clone(),
         drv_dirs: args.load.drv_dirs.clone(),
     };
+    let out_link = if args.no_out_link {
+        None
+    } else {
+        Some(absolute(&args.out_link)?)
+    };
     let store = args.store.store();
     let key = args.store.key()?;
+    let run = args.store.run();
+    let realised = drvmeta::provenance::realise::realise(
+        &closure,
+        &load,
+        drvmeta::provenance::realise::RealiseOptions {
+            store: &store,
+            run: &run,
+            key: key.as_ref(),
+            out_link: out_link.as_deref(),
+        },
+    )?;
     let mut entries = Vec::new();
-    for (original, stripped_root) in &roots {
-        let facts = drvmeta::provenance::facts(&options, stripped_root, &[], Some(original))?;
-        let written =
-            drvmeta::provenance::write_records(&store, &facts, &args.store.run(), key.as_ref())?;
-        eprintln!("drvmeta: {original}: {}", describe(&written));
-        entries.extend(written_json(&facts, &written, key.as_ref()));
+    for recorded in &realised.recorded {
+        eprintln!(
+            "drvmeta: {}: {}",
+            recorded.original,
+            describe(&recorded.written)
+        );
+        entries.extend(written_json(
+            &recorded.facts,
+            &recorded.written,
+            key.as_ref(),
+        ));
     }
     if args.store.json {
-        return print_json(&serde_json::json!({ "outputs": outputs, "records": entries }))
+        return print_json(&serde_json::json!({ "outputs": realised.outputs, "records": entries }))
             .map(|()| EXIT_OK);
     }
     let mut out = io::stdout().lock();
-    for path in outputs {
+    for path in realised.outputs {
         writeln!(out, "{path}")?;
     }
     Ok(EXIT_OK)
+}
+
+/// `path` made absolute against the current directory (Nix roots must be).
+fn absolute(path: &std::path::Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_owned());
+    }
+    Ok(std::env::current_dir()
+        .context("cannot find the current directory for --out-link")?
+        .join(path))
 }
 
 // ------------------------------------------------------------ provenance

@@ -11,6 +11,7 @@ pub mod kernel_digest;
 pub mod kernels_metadata;
 pub mod nar;
 pub mod push;
+pub mod realise;
 pub mod record;
 pub mod remote;
 pub mod sign;
