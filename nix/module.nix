@@ -7,6 +7,7 @@
 #     signingKeyFile = "/etc/nix/builder-1.sec"; # a Nix key: records become signed DSSE envelopes
 #     builderId = "https://ci.example.org/builders/1"; # unsigned records only
 #     pushTo = "https://records.example.org/";   # share records (docs/record-stores.md)
+#     trustedKeys = [ "builder-1:…" ];           # whose records `provenance verify` counts
 #   };
 #
 # It installs `drvmeta hook` as Nix's post-build-hook and declares the
@@ -53,6 +54,12 @@ in
       default = null;
       description = "runDetails.builder.id of unsigned records (default: urn:drvmeta:builder:<hostname>); a signed record's is its key's.";
     };
+    trustedKeys = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [ "builder-1:ZmFrZWtleWZha2VrZXlmYWtla2V5ZmFrZWtleWZha2U=" ];
+      description = "Public keys (NAME:BASE64, as in trusted-public-keys) whose records provenance show/verify count, set system-wide as DRVMETA_TRUSTED_KEYS; empty: Nix's own trusted-public-keys.";
+    };
     pushTo = lib.mkOption {
       type = lib.types.nullOr lib.types.str;
       default = null;
@@ -63,6 +70,9 @@ in
 
   config = lib.mkIf cfg.enable {
     environment.systemPackages = [ cfg.package ];
+    environment.variables = lib.mkIf (cfg.trustedKeys != [ ]) {
+      DRVMETA_TRUSTED_KEYS = lib.concatStringsSep " " cfg.trustedKeys;
+    };
     nix.settings = {
       post-build-hook = "${hook}";
       extra-system-features = [ "derivation-meta" ];

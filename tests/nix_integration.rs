@@ -397,6 +397,7 @@ let
   nixos = {{ lib, ... }}: {{
     options.nix.settings = lib.mkOption {{ type = lib.types.attrsOf lib.types.anything; default = {{ }}; }};
     options.environment.systemPackages = lib.mkOption {{ type = lib.types.listOf lib.types.package; default = [ ]; }};
+    options.environment.variables = lib.mkOption {{ type = lib.types.attrsOf lib.types.str; default = {{ }}; }};
     options.systemd.tmpfiles.rules = lib.mkOption {{ type = lib.types.listOf lib.types.str; default = [ ]; }};
   }};
   eval = cfg: (lib.evalModules {{
@@ -418,11 +419,13 @@ in {attrs}"#,
     };
     let value = json(eval(
         r#"enable = true; recordsDir = "/var/records"; bestEffort = true;
-           builderId = "urn:test:my builder"; pushTo = "https://records.example.org/";"#,
+           builderId = "urn:test:my builder"; pushTo = "https://records.example.org/";
+           trustedKeys = [ "a:AAAA" "b:BBBB" ];"#,
         r#"{ hook = m.config.nix.settings.post-build-hook;
              features = m.config.nix.settings.extra-system-features;
              tmpfiles = m.config.systemd.tmpfiles.rules;
              packages = map (p: p.outPath) m.config.environment.systemPackages;
+             variables = m.config.environment.variables;
              options = builtins.attrNames m.options.services.drvmeta; }"#,
     ));
     let hook = value["hook"].as_str().unwrap();
@@ -444,6 +447,10 @@ in {attrs}"#,
         serde_json::json!(["d /var/records 0755 root root -"])
     );
     assert_eq!(
+        value["variables"],
+        serde_json::json!({"DRVMETA_TRUSTED_KEYS": "a:AAAA b:BBBB"})
+    );
+    assert_eq!(
         value["packages"],
         serde_json::json!(["/nix/store/00000000000000000000000000000000-drvmeta"])
     );
@@ -456,15 +463,21 @@ in {attrs}"#,
             "package",
             "pushTo",
             "recordsDir",
-            "signingKeyFile"
+            "signingKeyFile",
+            "trustedKeys"
         ])
     );
 
     let signed = json(eval(
         r#"enable = true; signingKeyFile = "/etc/nix/builder-1.sec"; builderId = "urn:test:builder";"#,
-        "m.config.nix.settings.post-build-hook",
+        "{ hook = m.config.nix.settings.post-build-hook; variables = m.config.environment.variables; }",
     ));
-    let signed = signed.as_str().unwrap();
+    assert_eq!(
+        signed["variables"],
+        serde_json::json!({}),
+        "no keys, no variable"
+    );
+    let signed = signed["hook"].as_str().unwrap();
     assert!(
         signed.contains("--signing-key /etc/nix/builder-1.sec")
             && signed.contains("--records /nix/var/drvmeta/records")
