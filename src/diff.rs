@@ -76,11 +76,28 @@ pub struct OutputChange {
     pub new: Option<String>,
 }
 
+/// What stock Nix does with the new derivation when the old one is built
+/// (`nix-store --realise NEW`): meta is hashed like everything else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockNix {
+    /// `identical`, `rebuild`, or `same-outputs` when nothing of the new
+    /// closure builds although the derivations differ (never `meta-only`).
+    pub verdict: Verdict,
+    /// The derivations of the new closure stock Nix builds — those with an
+    /// output that no derivation of the old closure has (outputs unknown
+    /// before building count) — inputs first.
+    pub rebuilds: Vec<String>,
+}
+
 /// The whole answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DiffReport {
-    /// The verdict.
+    /// The verdict for a derivation-meta Nix or `drvmeta realise` (the
+    /// closures compared with meta stripped).
     pub verdict: Verdict,
+    /// The verdict for stock Nix.
+    pub stock_nix: StockNix,
     /// The old derivation.
     pub old: String,
     /// The new derivation.
@@ -144,11 +161,148 @@ pub fn diff(closure: &Closure) -> Result<DiffReport> {
     }
     Ok(DiffReport {
         verdict,
+        stock_nix: stock_nix(closure, old_root, new_root)?,
         old: closure.render(&closure.nodes()[old_root].path),
         new: closure.render(&closure.nodes()[new_root].path),
         outputs,
         changes: walk.changes,
     })
+}
+
+/// Characters of context kept on each side of the changed part of a long
+/// string.
+const CONTEXT: usize = 24;
+
+/// Two values as shown to people: in full, except that of two long strings
+/// only the changed part is shown whole, with some context, the common
+/// start and end elided as `…`.
+fn focused(old: &Value, new: &Value) -> (String, String) {
+    let (Value::String(a), Value::String(b)) = (old, new) else {
+        return (old.to_string(), new.to_string());
+    };
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().max(b.len()) <= 100 {
+        return (old.to_string(), new.to_string());
+    }
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let max_suffix = a.len().min(b.len()) - prefix;
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take(max_suffix)
+        .take_while(|(x, y)| x == y)
+        .count();
+    let show = |s: &[char]| {
+        let start = prefix.saturating_sub(CONTEXT);
+        let end = (s.len() - suffix + CONTEXT).min(s.len());
+        let middle: String = s[start..end].iter().collect();
+        let quoted = Value::String(middle).to_string();
+        let inner = &quoted[1..quoted.len() - 1];
+        format!(
+            "\"{}{inner}{}\"",
+            if start > 0 { "…" } else { "" },
+            if end < s.len() { "…" } else { "" }
+        )
+    };
+    (show(&a), show(&b))
+}
+
+/// The derivations reachable from `root` (itself included), inputs first.
+fn closure_of(closure: &Closure, root: usize) -> Vec<usize> {
+    fn visit(closure: &Closure, index: usize, seen: &mut HashSet<usize>, order: &mut Vec<usize>) {
+        if !seen.insert(index) {
+            return;
+        }
+        for &input in &closure.nodes()[index].inputs {
+            visit(closure, input, seen, order);
+        }
+        order.push(index);
+    }
+    let (mut seen, mut order) = (HashSet::new(), Vec::new());
+    visit(closure, root, &mut seen, &mut order);
+    order
+}
+
+/// [`StockNix`] for `new` when `old` is built.
+fn stock_nix(closure: &Closure, old: usize, new: usize) -> Result<StockNix> {
+    if old == new {
+        return Ok(StockNix {
+            verdict: Verdict::Identical,
+            rebuilds: Vec::new(),
+        });
+    }
+    let old_closure: HashSet<usize> = closure_of(closure, old).into_iter().collect();
+    let mut built: HashSet<StorePath> = HashSet::new();
+    for &index in &old_closure {
+        let drv = closure.nodes()[index].derivation()?;
+        built.extend(drv.outputs().filter_map(|o| o.path().cloned()));
+    }
+    let mut rebuilds = Vec::new();
+    for index in closure_of(closure, new) {
+        if old_closure.contains(&index) {
+            continue;
+        }
+        let drv = closure.nodes()[index].derivation()?;
+        let builds = drv
+            .outputs()
+            .any(|o| o.path().is_none_or(|path| !built.contains(path)));
+        if builds {
+            rebuilds.push(closure.render(&closure.nodes()[index].path));
+        }
+    }
+    let verdict = if rebuilds.is_empty() {
+        Verdict::SameOutputs
+    } else {
+        Verdict::Rebuild
+    };
+    Ok(StockNix { verdict, rebuilds })
+}
+
+/// The name without its version, as Nix's `parseDrvName` splits it: up to
+/// the first `-` followed by something other than a letter.
+fn pname(name: &str) -> &str {
+    let bytes = name.as_bytes();
+    (0..bytes.len())
+        .find(|&i| bytes[i] == b'-' && bytes.get(i + 1).is_some_and(|b| !b.is_ascii_alphabetic()))
+        .map_or(name, |i| &name[..i])
+}
+
+/// Pairs (old, new) among inputs left unpaired by name: by [`pname`], one
+/// with one; then, if exactly one old and one new input are left, those.
+fn pair_renamed(
+    leftovers: &[(String, Vec<usize>, Vec<usize>)],
+    name_of: impl Fn(usize) -> String,
+) -> Vec<(usize, usize)> {
+    let mut removed: Vec<usize> = leftovers.iter().flat_map(|(_, r, _)| r.clone()).collect();
+    let mut added: Vec<usize> = leftovers.iter().flat_map(|(_, _, a)| a.clone()).collect();
+    let mut pairs = Vec::new();
+    let mut by_pname: BTreeMap<String, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    for &i in &removed {
+        by_pname
+            .entry(pname(&name_of(i)).to_owned())
+            .or_default()
+            .0
+            .push(i);
+    }
+    for &i in &added {
+        by_pname
+            .entry(pname(&name_of(i)).to_owned())
+            .or_default()
+            .1
+            .push(i);
+    }
+    for (old, new) in by_pname.values() {
+        if old.len() == 1 && new.len() == 1 {
+            pairs.push((old[0], new[0]));
+        }
+    }
+    removed.retain(|i| !pairs.iter().any(|&(x, _)| x == *i));
+    added.retain(|i| !pairs.iter().any(|&(_, y)| y == *i));
+    if removed.len() == 1 && added.len() == 1 {
+        pairs.push((removed[0], added[0]));
+    }
+    pairs
 }
 
 struct Walk<'a> {
@@ -213,6 +367,8 @@ impl Walk<'_> {
             map
         };
         let (old_inputs, new_inputs) = (by_name(old), by_name(new));
+        // Unpaired inputs by name: (name, only old, only new).
+        let mut leftovers: Vec<(String, Vec<usize>, Vec<usize>)> = Vec::new();
         for name in old_inputs
             .keys()
             .chain(new_inputs.keys())
@@ -228,21 +384,37 @@ impl Walk<'_> {
             for (&x, &y) in a_only.iter().zip(&b_only) {
                 self.pair(x, y)?;
             }
-            let render =
-                |items: &[usize]| list(items.iter().map(|&i| self.closure.render(&nodes[i].path)));
-            let (extra_old, extra_new) = (
-                a_only.iter().skip(b_only.len()),
-                b_only.iter().skip(a_only.len()),
-            );
-            let (removed, added): (Vec<usize>, Vec<usize>) =
-                (extra_old.copied().collect(), extra_new.copied().collect());
+            let removed: Vec<usize> = a_only.iter().skip(b_only.len()).copied().collect();
+            let added: Vec<usize> = b_only.iter().skip(a_only.len()).copied().collect();
             if !removed.is_empty() || !added.is_empty() {
+                leftovers.push((name.clone(), removed, added));
+            }
+        }
+        // A renamed or re-versioned input is paired with its predecessor
+        // (as nix-diff does): the same name without its version, or the
+        // only input removed with the only one added.
+        let paired = pair_renamed(&leftovers, |i| drv_name(&nodes[i].path).to_owned());
+        for &(x, y) in &paired {
+            self.pair(x, y)?;
+        }
+        let is_paired = |i: usize| paired.iter().any(|&(x, y)| x == i || y == i);
+        for (name, removed, added) in leftovers {
+            let render = |items: &[usize]| {
+                list(
+                    items
+                        .iter()
+                        .filter(|&&i| !is_paired(i))
+                        .map(|&i| self.closure.render(&nodes[i].path)),
+                )
+            };
+            let (old_value, new_value) = (render(&removed), render(&added));
+            if old_value != Value::Array(Vec::new()) || new_value != Value::Array(Vec::new()) {
                 self.changes.push(Change {
                     drv: pair.clone(),
                     kind: "inputDrvs",
-                    key: Some(name.clone()),
-                    old: render(&removed),
-                    new: render(&added),
+                    key: Some(name),
+                    old: old_value,
+                    new: new_value,
                 });
             }
         }
@@ -389,7 +561,10 @@ impl DiffReport {
                 format!("rebuild: output(s) {} change", names.join(", "))
             }
         };
-        let _ = writeln!(out, "{reason}");
+        let _ = writeln!(
+            out,
+            "with drvmeta realise or a derivation-meta Nix: {reason}"
+        );
         for (name, change) in &self.outputs {
             let show = |p: &Option<String>| {
                 p.clone()
@@ -401,6 +576,23 @@ impl DiffReport {
                 show(&change.old),
                 show(&change.new)
             );
+        }
+        let rebuilds = &self.stock_nix.rebuilds;
+        let _ = match self.stock_nix.verdict {
+            Verdict::Identical => writeln!(out, "with stock Nix: identical"),
+            Verdict::Rebuild => writeln!(
+                out,
+                "with stock Nix (nix-store --realise NEW): rebuild: {} derivation(s) build, meta \
+                 is hashed like everything else",
+                rebuilds.len()
+            ),
+            _ => writeln!(
+                out,
+                "with stock Nix (nix-store --realise NEW): nothing rebuilds"
+            ),
+        };
+        for drv in rebuilds {
+            let _ = writeln!(out, "  {drv}");
         }
         let mut current: Option<&Pair> = None;
         for change in &self.changes {
@@ -416,22 +608,81 @@ impl DiffReport {
                 .key
                 .as_ref()
                 .map_or(String::new(), |k| format!(" {k}"));
-            let short = |v: &Value| {
-                let text = v.to_string();
-                if text.chars().count() > 100 {
-                    format!("{}…", text.chars().take(100).collect::<String>())
-                } else {
-                    text
-                }
-            };
-            let _ = writeln!(
-                out,
-                "  {}{key}: {} -> {}",
-                change.kind,
-                short(&change.old),
-                short(&change.new)
-            );
+            let (a, b) = focused(&change.old, &change.new);
+            let _ = writeln!(out, "  {}{key}: {a} -> {b}", change.kind);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_their_version_as_parse_drv_name_splits_them() {
+        assert_eq!(pname("zlib-1.3.1"), "zlib");
+        assert_eq!(pname("python3.11-torch-2.5.0"), "python3.11-torch");
+        assert_eq!(pname("activation-kernel-1.0.0"), "activation-kernel");
+        assert_eq!(pname("hello"), "hello");
+        assert_eq!(pname("foo-bar-"), "foo-bar-");
+    }
+
+    #[test]
+    fn renamed_inputs_pair_by_name_then_alone() {
+        let names = [
+            "zlib-1.3",
+            "zlib-1.3.1",
+            "openssl-3.0",
+            "libressl-3.9",
+            "a-1",
+            "b-1",
+            "c-1",
+        ];
+        let name_of = |i: usize| names[i].to_owned();
+        // A version bump pairs by name.
+        let leftovers = vec![
+            ("zlib-1.3".to_owned(), vec![0], vec![]),
+            ("zlib-1.3.1".to_owned(), vec![], vec![1]),
+        ];
+        assert_eq!(pair_renamed(&leftovers, name_of), vec![(0, 1)]);
+        // The only input removed and the only one added pair too.
+        let leftovers = vec![
+            ("openssl-3.0".to_owned(), vec![2], vec![]),
+            ("libressl-3.9".to_owned(), vec![], vec![3]),
+        ];
+        assert_eq!(pair_renamed(&leftovers, name_of), vec![(2, 3)]);
+        // Two removed, one added, no common name: nothing is guessed.
+        let leftovers = vec![
+            ("a-1".to_owned(), vec![4], vec![]),
+            ("b-1".to_owned(), vec![5], vec![]),
+            ("c-1".to_owned(), vec![], vec![6]),
+        ];
+        assert!(pair_renamed(&leftovers, name_of).is_empty());
+    }
+
+    #[test]
+    fn long_strings_show_the_changed_part_whole() {
+        let old = format!("{}OLD-COMMIT{}", "x".repeat(200), "y".repeat(200));
+        let new = format!("{}NEW-COMMIT-LONGER{}", "x".repeat(200), "y".repeat(200));
+        let (a, b) = focused(&Value::String(old), &Value::String(new));
+        assert_eq!(
+            a,
+            format!("\"…{}OLD-COMMIT{}…\"", "x".repeat(24), "y".repeat(24))
+        );
+        assert_eq!(
+            b,
+            format!(
+                "\"…{}NEW-COMMIT-LONGER{}…\"",
+                "x".repeat(24),
+                "y".repeat(24)
+            )
+        );
+        // Short values and non-strings: in full.
+        let (a, b) = focused(&Value::from("a"), &serde_json::json!({"k": [1, 2]}));
+        assert_eq!((a.as_str(), b.as_str()), ("\"a\"", "{\"k\":[1,2]}"));
+        let long = "z".repeat(300);
+        let (a, _) = focused(&serde_json::json!([long.clone()]), &Value::Null);
+        assert!(a.contains(&long), "no cut: {a}");
     }
 }

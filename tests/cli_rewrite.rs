@@ -296,7 +296,9 @@ fn diff_exit_code_and_usage() {
     ];
     let output = drvmeta(&args);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).starts_with("rebuild: output(s) out change"));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with(
+        "with drvmeta realise or a derivation-meta Nix: rebuild: output(s) out change"
+    ));
     let without = drvmeta(
         &args
             .iter()
@@ -349,4 +351,163 @@ fn a_full_disk_or_a_dangling_symlink_under_out_leaves_nothing_behind() {
     assert_eq!(dangling.status.code(), Some(1), "{}", stderr(&dangling));
     assert!(stderr(&dangling).contains(name), "{}", stderr(&dangling));
     assert_eq!(listing(&out), [name], "only the symlink that was there");
+}
+
+/// A library, a tool and an app using both; `__meta` carries the commit,
+/// `libVersion` the library's version.
+fn world_expr(nonce: &str) -> String {
+    format!(
+        r#"{{ commit, libVersion ? "1.0" }}:
+let
+  mk = name: deps: derivation {{
+    inherit name deps;
+    system = "x86_64-linux";
+    builder = "/bin/bash";
+    args = [ "-euc" ''
+      . ./.attrs.sh
+      echo "${{name}} ${{toString deps}}" > ''${{outputs[out]}}
+    '' ];
+    __structuredAttrs = true;
+    __meta.provenance.kernel = {{ inherit commit; dirty = false; }};
+    requiredSystemFeatures = [ "derivation-meta" ];
+  }};
+  lib = mk "world-lib-{nonce}-${{libVersion}}" [ ];
+  tool = derivation {{
+    name = "world-tool-{nonce}";
+    system = "x86_64-linux";
+    builder = "/bin/sh";
+    args = [ "-c" "echo tool > $out" ];
+  }};
+in mk "world-app-{nonce}" [ lib tool ]
+"#
+    )
+}
+
+/// The derivations `nix-store --realise --dry-run` says it would build.
+fn nix_would_build(drv: &str) -> std::collections::BTreeSet<String> {
+    let output = support::nix("nix-store")
+        .args(["--realise", "--dry-run", drv])
+        .args(support::META_BUILD_OPTIONS)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = stderr(&output);
+    let mut built = std::collections::BTreeSet::new();
+    let mut in_list = false;
+    for line in log.lines() {
+        if line.contains("will be built:") {
+            in_list = true;
+        } else if let Some(path) = line.strip_prefix("  ").filter(|_| in_list) {
+            built.insert(path.trim().to_owned());
+        } else {
+            in_list = false;
+        }
+    }
+    built
+}
+
+/// diff speaks of both worlds: a meta-only change rebuilds nothing with
+/// drvmeta realise, but stock Nix rebuilds what `nix-store --realise
+/// --dry-run` lists — the same set; a version bump is paired with its
+/// predecessor; --exit-code --stock-nix answers for stock Nix.
+#[test]
+fn diff_verdicts_for_stock_nix_agree_with_what_nix_would_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let nonce = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let file = dir.path().join("world.nix");
+    std::fs::write(&file, world_expr(&nonce)).unwrap();
+    let instantiate = |commit: &str, version: &str| {
+        support::run(
+            support::nix("nix-instantiate").arg(&file).args([
+                "--argstr",
+                "commit",
+                commit,
+                "--argstr",
+                "libVersion",
+                version,
+            ]),
+            "instantiate",
+        )
+        .trim()
+        .to_owned()
+    };
+    let old = instantiate(&"a".repeat(40), "1.0");
+    let meta_only = instantiate(&"b".repeat(40), "1.0");
+    let bumped = instantiate(&"a".repeat(40), "1.1");
+    support::run(
+        support::nix("nix-store")
+            .args(["--realise", &old])
+            .args(support::META_BUILD_OPTIONS),
+        "build the old closure",
+    );
+
+    for new in [&meta_only, &bumped] {
+        let output = drvmeta(&["diff", "--json", &old, new]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let ours: std::collections::BTreeSet<String> = report["stockNix"]["rebuilds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_owned())
+            .collect();
+        let nix = nix_would_build(new);
+        assert_eq!(ours, nix, "{report}");
+        assert_eq!(ours.len(), 2, "the library and the app, not the tool");
+        assert_eq!(report["stockNix"]["verdict"], "rebuild");
+    }
+
+    // The meta-only change: nothing rebuilds with drvmeta realise; the text
+    // names both worlds; exit codes per world.
+    let text = drvmeta(&["diff", &old, &meta_only]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.starts_with("with drvmeta realise or a derivation-meta Nix: meta-only"),
+        "{text}"
+    );
+    assert!(
+        text.contains("with stock Nix (nix-store --realise NEW): rebuild: 2 derivation(s) build"),
+        "{text}"
+    );
+    assert_eq!(
+        drvmeta(&["diff", "--exit-code", &old, &meta_only])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        drvmeta(&["diff", "--exit-code", "--stock-nix", &old, &meta_only])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(
+        drvmeta(&["diff", "--stock-nix", &old, &meta_only])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // The version bump: the library pair is compared, not removed + added.
+    let output = drvmeta(&["diff", "--json", &old, &bumped]);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["verdict"], "rebuild");
+    let changes = report["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().all(|c| c["kind"] != "inputDrvs"),
+        "a version bump is a pair: {report}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["drv"]["name"].as_str().unwrap().ends_with("-1.1")
+                && c["kind"] == "structuredAttrs"),
+        "{report}"
+    );
 }

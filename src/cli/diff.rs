@@ -19,12 +19,18 @@ pub const EXIT_REBUILD: u8 = 3;
     .action(clap::ArgAction::Set)
     .help("The old and the new derivation: store paths or paths of `.drv` files")))]
 pub struct DiffArgs {
-    /// Print {"verdict", "old", "new", "outputs", "changes"} (docs/diff.md).
+    /// Print {"verdict", "stockNix", "old", "new", "outputs", "changes"}
+    /// (docs/diff.md).
     #[arg(long)]
     json: bool,
-    /// Exit with status 3 when the verdict is "rebuild" (0 otherwise).
+    /// Exit with status 3 when the change rebuilds (0 otherwise): with
+    /// drvmeta realise or a derivation-meta Nix, unless --stock-nix.
     #[arg(long)]
     exit_code: bool,
+    /// Make --exit-code answer for stock Nix (`nix-store --realise NEW`,
+    /// meta hashed like everything else) instead.
+    #[arg(long, requires = "exit_code")]
+    stock_nix: bool,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -47,7 +53,12 @@ pub fn run(args: &DiffArgs) -> Result<u8> {
         out.write_all(report.to_text().as_bytes())?;
     }
     out.flush()?;
-    Ok(if args.exit_code && report.verdict == Verdict::Rebuild {
+    let verdict = if args.stock_nix {
+        report.stock_nix.verdict
+    } else {
+        report.verdict
+    };
+    Ok(if args.exit_code && verdict == Verdict::Rebuild {
         EXIT_REBUILD
     } else {
         EXIT_OK
