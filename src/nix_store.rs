@@ -9,6 +9,18 @@ fn nix_store() -> Command {
     Command::new("nix-store")
 }
 
+/// Whether `nix-store` can be run at all (a closure can be read from `.drv`
+/// files on a machine without Nix).
+#[must_use]
+pub fn available() -> bool {
+    nix_store()
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 fn spawn_error(error: &std::io::Error) -> Error {
     if error.kind() == std::io::ErrorKind::NotFound {
         Error::Store(

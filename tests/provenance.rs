@@ -1662,6 +1662,68 @@ fn realise_records_every_derivation_it_builds_and_roots_its_outputs() {
     assert!(!kept.status.success(), "a rooted output was deleted");
     assert!(stderr(&kept).contains("alive"), "{}", stderr(&kept));
 
+    // Every command speaks of what was built: record, sbom and sbom
+    // --runtime of the meta-carrying derivation use the realised outputs.
+    let again = dir.path().join("again");
+    let recorded = drvmeta(&[
+        "record",
+        "--records",
+        again.to_str().unwrap(),
+        "--signing-key",
+        secret.to_str().unwrap(),
+        &first,
+    ]);
+    assert_eq!(recorded.status.code(), Some(0), "{}", stderr(&recorded));
+    let text = String::from_utf8_lossy(&recorded.stdout);
+    assert!(text.contains("realised modulo meta as"), "{text}");
+    let verify = verify_trusting(again.to_str().unwrap(), &[&public], &out);
+    assert_eq!(verify.status.code(), Some(0), "{}", stderr(&verify));
+    for runtime in [false, true] {
+        let mut args = vec!["sbom"];
+        if runtime {
+            args.push("--runtime");
+        }
+        args.push(&first);
+        let sbom = drvmeta(&args);
+        assert_eq!(
+            sbom.status.code(),
+            Some(0),
+            "runtime {runtime}: {}",
+            stderr(&sbom)
+        );
+        assert!(
+            stderr(&sbom).contains("2 derivation(s) were realised modulo meta"),
+            "{}",
+            stderr(&sbom)
+        );
+        let sbom: serde_json::Value = serde_json::from_slice(&sbom.stdout).unwrap();
+        let components = sbom["components"].as_array().unwrap();
+        assert_eq!(components.len(), 2, "{sbom}");
+        let property = |c: &serde_json::Value, name: &str| -> Vec<String> {
+            c["properties"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["name"] == name)
+                .map(|p| p["value"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let app = components
+            .iter()
+            .find(|c| property(c, "nix:drv_path") == [first.clone()])
+            .unwrap_or_else(|| panic!("the app: {sbom}"));
+        assert_eq!(property(app, "nix:store_path"), std::slice::from_ref(&out));
+        assert_eq!(property(app, "nix:realised"), ["modulo-meta"]);
+        let classic = property(app, "nix:classic_store_path");
+        assert_eq!(classic.len(), 1);
+        assert_ne!(classic[0], out, "the classic path is the other one");
+        for component in components {
+            for path in property(component, "nix:store_path") {
+                assert!(Path::new(&path).exists(), "{path} was built");
+            }
+        }
+    }
+
     // Second commit: nothing is built; only the root is recorded again.
     let two = realise(&second, None);
     assert_eq!(two.status.code(), Some(0), "{}", stderr(&two));

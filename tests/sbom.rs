@@ -17,11 +17,21 @@ fn drvmeta(args: &[&str]) -> Output {
 
 /// drvmeta with `SOURCE_DATE_EPOCH` set to `epoch`, or unset.
 fn drvmeta_at(args: &[&str], epoch: Option<&str>) -> Output {
+    drvmeta_with(args, epoch, true)
+}
+
+/// [`drvmeta_at`]; without `nix` on PATH (a machine without Nix), the
+/// documents of the bundled fixtures do not depend on what other tests
+/// realised in this machine's store.
+fn drvmeta_with(args: &[&str], epoch: Option<&str>, nix: bool) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_drvmeta"));
     command
         .args(args)
         .current_dir(support::project_dir())
         .env("NIX_CONFIG", support::NIX_CONFIG);
+    if !nix {
+        command.env("PATH", "/nonexistent");
+    }
     match epoch {
         Some(epoch) => command.env("SOURCE_DATE_EPOCH", epoch),
         None => command.env_remove("SOURCE_DATE_EPOCH"),
@@ -35,6 +45,11 @@ fn stderr(output: &Output) -> String {
 
 /// Make both documents for `args` into `dir`; returns their paths.
 fn both(dir: &Path, label: &str, args: &[&str]) -> (PathBuf, PathBuf) {
+    both_with(dir, label, args, true)
+}
+
+/// [`both`], with or without `nix` on PATH ([`drvmeta_with`]).
+fn both_with(dir: &Path, label: &str, args: &[&str], nix: bool) -> (PathBuf, PathBuf) {
     let cdx = dir.join(format!("{label}.cdx.json"));
     let spdx = dir.join(format!("{label}.spdx.json"));
     for (format, file) in [("cyclonedx", &cdx), ("spdx", &spdx)] {
@@ -46,7 +61,7 @@ fn both(dir: &Path, label: &str, args: &[&str]) -> (PathBuf, PathBuf) {
             file.to_str().unwrap(),
         ];
         full.extend_from_slice(args);
-        let output = drvmeta(&full);
+        let output = drvmeta_with(&full, Some("1767225600"), nix);
         assert_eq!(
             output.status.code(),
             Some(0),
@@ -270,10 +285,11 @@ fn the_kernel_example_in_both_formats() {
     let root =
         std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root")).unwrap();
     let root = root.trim();
-    let (cdx_file, spdx_file) = both(
+    let (cdx_file, spdx_file) = both_with(
         dir.path(),
         "kernel",
         &["--drv-dir", "fixtures/kernel/drvs", root],
+        false,
     );
     validate(
         std::slice::from_ref(&cdx_file),
@@ -320,7 +336,11 @@ fn the_kernel_example_in_both_formats() {
     );
     assert_eq!(spdx["packages"].as_array().unwrap().len(), 5);
     // Deterministic with SOURCE_DATE_EPOCH.
-    let again = drvmeta(&["sbom", "--drv-dir", "fixtures/kernel/drvs", root]);
+    let again = drvmeta_with(
+        &["sbom", "--drv-dir", "fixtures/kernel/drvs", root],
+        Some("1767225600"),
+        false,
+    );
     assert_eq!(serde_json::from_slice::<Value>(&again.stdout).unwrap(), cdx);
     assert_eq!(cdx["metadata"]["timestamp"], "2026-01-01T00:00:00Z");
 }

@@ -332,12 +332,17 @@ pub fn record(args: &RecordArgs) -> Result<u8> {
         let drv = path.to_absolute_path_in(&options.store_dir);
         // The file given is the one read: a copy whose bytes do not hash to
         // its store path is refused, never recorded under the real path.
-        let facts =
-            drvmeta::provenance::facts_with_cache(&options, arg, &[], None, cache.as_mut())?;
+        let (facts, realised) = drvmeta::provenance::facts_of_built(&options, arg, cache.as_mut())?;
         let written =
             drvmeta::provenance::write_records(&store, &facts, &args.store.run(), key.as_ref())?;
         if args.store.json {
             entries.extend(written_json(&facts, &written, key.as_ref()));
+        } else if realised {
+            println!(
+                "{drv}: realised modulo meta as {}: {}",
+                facts.derivation,
+                describe(&written)
+            );
         } else {
             println!("{drv}: {}", describe(&written));
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use drvmeta::closure::Closure;
-use drvmeta::sbom::RuntimeGraph;
+use drvmeta::sbom::{Realised, RuntimeGraph};
 
 use super::{EXIT_OK, LoadArgs};
 
@@ -35,9 +35,13 @@ pub struct SbomArgs {
     load: LoadArgs,
 }
 
-fn runtime_graph(closure: &Closure) -> Result<RuntimeGraph> {
+fn runtime_graph(closure: &Closure, realised: &Realised) -> Result<RuntimeGraph> {
     let mut outputs = Vec::new();
     for &root in closure.roots() {
+        if let Some(realised) = realised.of(root) {
+            outputs.extend(realised.iter().filter_map(|(_, p)| p.clone()));
+            continue;
+        }
         let node = &closure.nodes()[root];
         let drv = node.derivation()?;
         let recorded = drvmeta::hashing::recorded_outputs(&drv);
@@ -57,7 +61,7 @@ fn runtime_graph(closure: &Closure) -> Result<RuntimeGraph> {
         .collect();
     if let Some(missing) = outputs.iter().find(|o| invalid.contains(*o)) {
         bail!(
-            "--runtime needs the roots built: {missing} is not valid in the Nix store (nix-store --realise the roots first)"
+            "--runtime needs the roots built: {missing} is not valid in the Nix store (nix-store --realise the roots, or drvmeta realise them, first)"
         );
     }
     let dot = drvmeta::nix_store::graph(&outputs)?;
@@ -68,12 +72,25 @@ fn runtime_graph(closure: &Closure) -> Result<RuntimeGraph> {
 
 pub fn run(args: &SbomArgs) -> Result<u8> {
     let closure = args.load.load()?;
+    let realised = if drvmeta::nix_store::available() {
+        Realised::query(&closure)?
+    } else {
+        Realised::none()
+    };
+    if realised.count() > 0 {
+        eprintln!(
+            "drvmeta: note: {} derivation(s) were realised modulo meta (drvmeta realise): their \
+             components name the outputs that were built; the classic ones, never built, are \
+             marked nix:classic_store_path",
+            realised.count()
+        );
+    }
     let graph = if args.runtime {
-        Some(runtime_graph(&closure)?)
+        Some(runtime_graph(&closure, &realised)?)
     } else {
         None
     };
-    let sbom = drvmeta::sbom::build(&closure, graph.as_ref())?;
+    let sbom = drvmeta::sbom::build(&closure, graph.as_ref(), &realised)?;
     for warning in &sbom.warnings {
         eprintln!("drvmeta: warning: {warning}");
     }

@@ -64,6 +64,63 @@ pub fn facts(
     facts_with_cache(options, drv, out_paths, original, None)
 }
 
+/// The facts of derivation `arg` as built: its own outputs when they are
+/// valid; otherwise, when it was realised modulo meta (`drvmeta realise`:
+/// its meta-free derivation's outputs are valid), the facts of that
+/// meta-free derivation with `arg` as the original, which is what
+/// `realise` records. Returns whether the meta-free derivation was taken.
+///
+/// # Errors
+/// As [`facts`]; when neither is built, that the outputs are not valid
+/// (build or `drvmeta realise` it first).
+pub fn facts_of_built(
+    options: &LoadOptions,
+    arg: &str,
+    cache: Option<&mut HashCache>,
+) -> Result<(Facts, bool)> {
+    let node = crate::closure::read_one(options, arg)?;
+    let drv = node.derivation()?;
+    let recorded: Vec<String> = drv
+        .outputs()
+        .filter_map(|o| o.path().map(|p| p.to_absolute_path_in(&options.store_dir)))
+        .collect();
+    let all_recorded = recorded.len() == drv.outputs().count();
+    if !all_recorded || nix_store::invalid_paths(&recorded)?.is_empty() {
+        return Ok((facts_with_cache(options, arg, &[], None, cache)?, false));
+    }
+    let closure = crate::closure::Closure::load(options, &[arg.to_owned()])?;
+    let root = closure.roots()[0];
+    let stripped = crate::rewrite::rewrite_closure(&closure, crate::rewrite::Mode::Strip)?;
+    let meta_free = &stripped[root];
+    let paths: Vec<String> = meta_free
+        .outputs
+        .iter()
+        .filter_map(|(_, p)| p.as_ref().map(|p| closure.render(p)))
+        .collect();
+    let original = closure.render(&closure.nodes()[root].path);
+    let built = closure.render(&meta_free.path);
+    if meta_free.changed
+        && paths.len() == meta_free.outputs.len()
+        && nix_store::invalid_paths(std::slice::from_ref(&built))?.is_empty()
+        && nix_store::invalid_paths(&paths)?.is_empty()
+    {
+        return Ok((facts(options, &built, &[], Some(&original))?, true));
+    }
+    let hint = if meta_free.changed {
+        " (or `drvmeta realise` it)"
+    } else {
+        ""
+    };
+    Err(Error::Store(format!(
+        "{} is not valid in the Nix store: build {original} first{hint}",
+        recorded
+            .iter()
+            .find(|p| !p.is_empty())
+            .cloned()
+            .unwrap_or_default()
+    )))
+}
+
 /// [`facts`], with the closure hashes taken from (and added to) the
 /// persistent `cache` ([`crate::hashing::roots_with_cache`]): what the
 /// post-build hook uses, so that its cost does not grow with the closure.

@@ -78,6 +78,15 @@ fn component(package: &Package) -> Value {
             properties.push(property(&format!("nix:output:{output}"), path.clone()));
         }
     }
+    if let Some(classic) = &package.classic_outputs {
+        // Realised modulo meta: the classic paths were never built.
+        properties.push(property("nix:realised", "modulo-meta".to_owned()));
+        for (_, path) in classic {
+            if let Some(path) = path {
+                properties.push(property("nix:classic_store_path", path.clone()));
+            }
+        }
+    }
     if let Some(fixed) = &package.fixed {
         for url in &fixed.urls {
             references.push(json!({ "type": "distribution", "url": url }));

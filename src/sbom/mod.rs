@@ -58,8 +58,13 @@ pub struct Package {
     pub purl: String,
     /// `meta.sourceProvenance` (nixpkgs source types).
     pub source_provenance: Vec<String>,
-    /// Output paths (`None`: floating content-addressed, known after the build).
+    /// Output paths (`None`: floating content-addressed, known after the
+    /// build): the realised ones when the derivation was realised modulo
+    /// meta ([`Realised`]), else those the derivation records.
     pub outputs: Vec<(String, Option<String>)>,
+    /// When the derivation was realised modulo meta (`drvmeta realise`):
+    /// the classic output paths it records, which were never built.
+    pub classic_outputs: Option<Vec<(String, Option<String>)>>,
     /// For fixed-output derivations, the download.
     pub fixed: Option<FixedSource>,
     /// Kernel and builder revisions from `__meta.provenance`.
@@ -266,6 +271,7 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
         purl,
         source_provenance,
         outputs,
+        classic_outputs: None,
         fixed: fixed_source(&drv, attrs),
         provenance: meta.map(KernelProvenance::from_meta).unwrap_or_default(),
         opted_in: meta::inspect(&drv).opt_in,
@@ -293,6 +299,85 @@ pub fn purl_of(name: &str, version: Option<&str>) -> String {
     }
 }
 
+/// Which derivations of a closure were realised modulo meta (`drvmeta
+/// realise`, or a derivation-meta Nix): those whose meta-free outputs
+/// differ from the classic ones they record, and are all valid in the
+/// store while a classic one is not. By closure node: the realised outputs.
+#[derive(Debug, Clone, Default)]
+pub struct Realised {
+    outputs: Vec<Option<RenderedOutputs>>,
+}
+
+/// Output names and rendered store paths (`None`: unknown before building).
+type RenderedOutputs = Vec<(String, Option<String>)>;
+
+impl Realised {
+    /// Nothing realised modulo meta (a closure read without a Nix store).
+    #[must_use]
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Ask the Nix store which meta-free outputs of `closure` exist.
+    ///
+    /// # Errors
+    /// Stripping errors, or when `nix-store` fails.
+    pub fn query(closure: &Closure) -> Result<Self> {
+        let stripped = crate::rewrite::rewrite_closure(closure, crate::rewrite::Mode::Strip)?;
+        let mut candidates = Vec::new();
+        for (index, node) in closure.nodes().iter().enumerate() {
+            let drv = node.derivation()?;
+            let classic = crate::hashing::recorded_outputs(&drv);
+            if stripped[index].outputs != classic
+                && stripped[index].outputs.iter().all(|(_, p)| p.is_some())
+            {
+                candidates.push((index, classic, stripped[index].outputs.clone()));
+            }
+        }
+        let mut outputs = vec![None; closure.nodes().len()];
+        if candidates.is_empty() {
+            return Ok(Self { outputs });
+        }
+        let paths: Vec<String> = candidates
+            .iter()
+            .flat_map(|(_, classic, meta_free)| classic.iter().chain(meta_free))
+            .filter_map(|(_, p)| p.as_ref().map(|p| closure.render(p)))
+            .collect();
+        let invalid: BTreeSet<String> = crate::nix_store::invalid_paths(&paths)?
+            .into_iter()
+            .collect();
+        let render = |set: &crate::derivation::OutputPaths| -> Vec<(String, Option<String>)> {
+            set.iter()
+                .map(|(n, p)| (n.clone(), p.as_ref().map(|p| closure.render(p))))
+                .collect()
+        };
+        for (index, classic, meta_free) in candidates {
+            let valid = |set: &[(String, Option<String>)]| {
+                set.iter()
+                    .all(|(_, p)| p.as_ref().is_some_and(|p| !invalid.contains(p)))
+            };
+            let (classic, meta_free) = (render(&classic), render(&meta_free));
+            if valid(&meta_free) && !valid(&classic) {
+                outputs[index] = Some(meta_free);
+            }
+        }
+        Ok(Self { outputs })
+    }
+
+    /// The realised outputs of closure node `index`, if it was realised
+    /// modulo meta.
+    #[must_use]
+    pub fn of(&self, index: usize) -> Option<&[(String, Option<String>)]> {
+        self.outputs.get(index)?.as_deref()
+    }
+
+    /// How many derivations were realised modulo meta.
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.outputs.iter().filter(|o| o.is_some()).count()
+    }
+}
+
 /// Build the SBOM of `closure`. With `runtime` (the store paths the
 /// roots' outputs reference, transitively, and the edges between them),
 /// only derivations with an output among those paths are included and
@@ -301,7 +386,11 @@ pub fn purl_of(name: &str, version: Option<&str>) -> String {
 ///
 /// # Errors
 /// A derivation that cannot be read again.
-pub fn build(closure: &Closure, runtime: Option<&RuntimeGraph>) -> Result<Sbom> {
+pub fn build(
+    closure: &Closure,
+    runtime: Option<&RuntimeGraph>,
+    realised: &Realised,
+) -> Result<Sbom> {
     let nodes = closure.nodes();
     // Every derivation is read once, in parallel.
     let results: Vec<Result<(Package, Vec<String>)>> = (0..nodes.len())
@@ -309,8 +398,13 @@ pub fn build(closure: &Closure, runtime: Option<&RuntimeGraph>) -> Result<Sbom> 
         .map(|i| package(closure, i))
         .collect();
     let mut built = Vec::with_capacity(results.len());
-    for result in results {
-        built.push(result?);
+    for (index, result) in results.into_iter().enumerate() {
+        let (mut package, warnings) = result?;
+        if let Some(outputs) = realised.of(index) {
+            package.classic_outputs =
+                Some(std::mem::replace(&mut package.outputs, outputs.to_vec()));
+        }
+        built.push((package, warnings));
     }
     if let Some(graph) = runtime {
         // Keep the derivations owning a path of the runtime closure (and the
@@ -320,6 +414,7 @@ pub fn build(closure: &Closure, runtime: Option<&RuntimeGraph>) -> Result<Sbom> 
             .flat_map(|(p, _)| {
                 p.outputs
                     .iter()
+                    .chain(p.classic_outputs.iter().flatten())
                     .filter_map(|(_, o)| o.as_deref())
                     .map(|o| (o, p.drv_path.as_str()))
             })

@@ -113,6 +113,14 @@ fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
             comment.push(format!("nix:output:{name}={path}"));
         }
     }
+    if let Some(classic) = &p.classic_outputs {
+        comment.push("nix:realised=modulo-meta".to_owned());
+        for (name, path) in classic {
+            if let Some(path) = path {
+                comment.push(format!("nix:classic_output:{name}={path}"));
+            }
+        }
+    }
     if let Some(fixed) = &p.fixed {
         comment.push(format!("nix:fod:method={}", fixed.method));
         comment.push(format!("nix:fod:hash={}:{}", fixed.algorithm, fixed.hex));
