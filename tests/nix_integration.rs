@@ -270,13 +270,14 @@ fn the_example_walkthrough() {
                     .subsec_nanos()
             )
     );
-    let (first, second) = (
-        example(&nonce),
-        example(&format!(
+    let (commit_a, commit_b) = (
+        nonce.clone(),
+        format!(
             "{:040x}",
             u128::from_str_radix(&nonce[8..], 16).unwrap() + 1
-        )),
+        ),
     );
+    let (first, second) = (example(&commit_a), example(&commit_b));
 
     // 1. Build with the hook, signing with a key Nix made.
     let (secret, public) = support::nix_key(dir.path(), "walkthrough-1");
@@ -349,32 +350,84 @@ fn the_example_walkthrough() {
     assert_eq!(one.stdout, two.stdout);
     let realised = String::from_utf8(two.stdout).unwrap().trim().to_owned();
 
-    // 4. provenance show and verify, for the hook's build and the realised one.
+    // 4. Push the records to a shared store (a real nginx on 127.0.0.1).
+    let server = support::Nginx::start();
+    let url = server.url("kernels");
+    let push = drvmeta(&[
+        "provenance",
+        "push",
+        "--records",
+        records_arg,
+        "--to",
+        &url,
+        &built,
+        &realised,
+    ]);
+    assert_eq!(push.status.code(), Some(0), "{}", stderr(&push));
+
+    // 5. Elsewhere: an empty record directory and the URL. Both commits'
+    // records attest the one realised output against the trusted key, and
+    // the hook's build verifies too.
+    let clean = dir.path().join("clean");
+    std::fs::create_dir(&clean).unwrap();
+    let clean_arg = clean.to_str().unwrap();
     for out in [&built, &realised] {
         let verify = drvmeta(&[
             "provenance",
             "verify",
             "--records",
-            records_arg,
+            clean_arg,
+            "--records",
+            &url,
             "--trusted-key",
             &public,
             out,
         ]);
         assert_eq!(verify.status.code(), Some(0), "{out}: {}", stderr(&verify));
     }
-    let show = drvmeta(&["provenance", "show", "--records", records_arg, &realised]);
+    let verify = drvmeta(&[
+        "provenance",
+        "verify",
+        "--records",
+        &url,
+        "--trusted-key",
+        &public,
+        &realised,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("matches 2 record(s)"),
+        "both commits: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let show = drvmeta(&["provenance", "show", "--records", &url, &realised]);
     let text = String::from_utf8_lossy(&show.stdout);
     assert_eq!(
         text.matches("kernel          ").count(),
         2,
         "two records, one per commit:\n{text}"
     );
+    assert!(
+        text.contains(&commit_a) && text.contains(&commit_b),
+        "{text}"
+    );
 
-    // 5. sbom.
+    // 6. sbom, of the build and of the realised output at run time.
     let sbom = drvmeta(&["sbom", &second]);
     assert_eq!(sbom.status.code(), Some(0), "{}", stderr(&sbom));
     let sbom: serde_json::Value = serde_json::from_slice(&sbom.stdout).unwrap();
     assert_eq!(sbom["components"].as_array().unwrap().len(), 2);
+    let runtime = drvmeta(&["sbom", "--runtime", &second]);
+    assert_eq!(runtime.status.code(), Some(0), "{}", stderr(&runtime));
+    let runtime: serde_json::Value = serde_json::from_slice(&runtime.stdout).unwrap();
+    let paths: Vec<&str> = runtime["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["properties"].as_array().unwrap())
+        .filter(|p| p["name"] == "nix:store_path")
+        .map(|p| p["value"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&realised.as_str()), "{runtime}");
     assert!(Path::new(&realised).exists());
 }
 
