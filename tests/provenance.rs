@@ -1678,6 +1678,19 @@ fn realise_records_every_derivation_it_builds_and_roots_its_outputs() {
     assert!(text.contains("realised modulo meta as"), "{text}");
     let verify = verify_trusting(again.to_str().unwrap(), &[&public], &out);
     assert_eq!(verify.status.code(), Some(0), "{}", stderr(&verify));
+    // verify of the meta-carrying derivation itself: its realised output.
+    let verify = verify_trusting(records.to_str().unwrap(), &[&public], &first);
+    assert_eq!(verify.status.code(), Some(0), "{}", stderr(&verify));
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains(&format!("ok {out}:")),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    assert!(
+        stderr(&verify).contains("was never built"),
+        "{}",
+        stderr(&verify)
+    );
     for runtime in [false, true] {
         let mut args = vec!["sbom"];
         if runtime {

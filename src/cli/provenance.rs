@@ -518,8 +518,9 @@ pub struct VerifyArgs {
     paths: Vec<String>,
 }
 
-/// Output paths for a command-line path; for a derivation also the
-/// derivation, to filter records by.
+/// Output paths for a command-line path; for a derivation (its classic,
+/// modulo-meta and realised — stripped — outputs) also the derivation, to
+/// filter records by.
 fn outputs_for(path: &str) -> Result<(Vec<String>, Option<String>)> {
     if !path.ends_with(".drv") {
         return Ok((vec![path.trim_end_matches('/').to_owned()], None));
@@ -535,6 +536,18 @@ fn outputs_for(path: &str) -> Result<(Vec<String>, Option<String>)> {
     {
         outputs.extend(
             hashes
+                .outputs
+                .iter()
+                .filter_map(|(_, p)| p.as_ref())
+                .map(|p| closure.render(p)),
+        );
+    }
+    // And what drvmeta realise builds: the stripped derivation's outputs.
+    if let Ok(stripped) =
+        drvmeta::rewrite::rewrite_closure(&closure, drvmeta::rewrite::Mode::Strip)
+    {
+        outputs.extend(
+            stripped[root]
                 .outputs
                 .iter()
                 .filter_map(|(_, p)| p.as_ref())
@@ -905,9 +918,29 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
             }
             continue;
         }
-        let (outputs, _) = outputs_for(path)?;
+        let (mut outputs, drv) = outputs_for(path)?;
         if outputs.is_empty() {
             bail!(UsageError(format!("{path}: no outputs to verify")));
+        }
+        if drv.is_some() {
+            // A derivation names its classic and its modulo-meta outputs:
+            // verify those that were built (after drvmeta realise, the
+            // meta-free ones), and say so.
+            let (built, never): (Vec<String>, Vec<String>) = outputs
+                .into_iter()
+                .partition(|o| std::path::Path::new(o).exists());
+            if built.is_empty() {
+                bail!(
+                    "{path}: none of its outputs is built ({}): build or drvmeta realise it first",
+                    never.join(", ")
+                );
+            }
+            for output in &never {
+                eprintln!(
+                    "drvmeta: note: {path}: {output} was never built; verifying the outputs that were"
+                );
+            }
+            outputs = built;
         }
         for output in outputs {
             let result = verify::verify(&store, &output, &trusted, args.trust.allow_unsigned)?;
