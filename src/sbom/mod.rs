@@ -302,7 +302,10 @@ pub fn purl_of(name: &str, version: Option<&str>) -> String {
 /// Which derivations of a closure were realised modulo meta (`drvmeta
 /// realise`, or a derivation-meta Nix): those whose meta-free outputs
 /// differ from the classic ones they record, and are all valid in the
-/// store while a classic one is not. By closure node: the realised outputs.
+/// store while a classic one is not there. By closure node: the realised
+/// outputs. Nothing is looked for when the roots' classic outputs exist
+/// or nothing is opted in (stripping a large closure costs about as much
+/// as hashing it).
 #[derive(Debug, Clone, Default)]
 pub struct Realised {
     outputs: Vec<Option<RenderedOutputs>>,
@@ -323,41 +326,55 @@ impl Realised {
     /// # Errors
     /// Stripping errors, or when `nix-store` fails.
     pub fn query(closure: &Closure) -> Result<Self> {
+        let nodes = closure.nodes();
+        let mut outputs = vec![None; nodes.len()];
+        let on_disk = |path: &str| std::fs::symlink_metadata(path).is_ok();
+        let rendered = |set: &crate::derivation::OutputPaths| -> RenderedOutputs {
+            set.iter()
+                .map(|(n, p)| (n.clone(), p.as_ref().map(|p| closure.render(p))))
+                .collect()
+        };
+        let all_on_disk =
+            |set: &RenderedOutputs| set.iter().all(|(_, p)| p.as_deref().is_some_and(on_disk));
+        // Cheap answers first (stripping a large closure is not): roots
+        // built classically, or nothing opted in, leave nothing to find.
+        let mut roots_built = true;
+        for &root in closure.roots() {
+            let drv = nodes[root].derivation()?;
+            roots_built &= all_on_disk(&rendered(&crate::hashing::recorded_outputs(&drv)));
+        }
+        let mut opted_in = false;
+        for node in nodes {
+            opted_in |= meta::inspect(&node.derivation()?).opt_in;
+        }
+        if roots_built || !opted_in {
+            return Ok(Self { outputs });
+        }
         let stripped = crate::rewrite::rewrite_closure(closure, crate::rewrite::Mode::Strip)?;
+        // Candidates by what is on disk; the store's database confirms.
         let mut candidates = Vec::new();
-        for (index, node) in closure.nodes().iter().enumerate() {
-            let drv = node.derivation()?;
-            let classic = crate::hashing::recorded_outputs(&drv);
-            if stripped[index].outputs != classic
-                && stripped[index].outputs.iter().all(|(_, p)| p.is_some())
-            {
-                candidates.push((index, classic, stripped[index].outputs.clone()));
+        for (index, node) in nodes.iter().enumerate() {
+            let classic = rendered(&crate::hashing::recorded_outputs(&node.derivation()?));
+            let meta_free = rendered(&stripped[index].outputs);
+            if meta_free != classic && all_on_disk(&meta_free) && !all_on_disk(&classic) {
+                candidates.push((index, meta_free));
             }
         }
-        let mut outputs = vec![None; closure.nodes().len()];
         if candidates.is_empty() {
             return Ok(Self { outputs });
         }
         let paths: Vec<String> = candidates
             .iter()
-            .flat_map(|(_, classic, meta_free)| classic.iter().chain(meta_free))
-            .filter_map(|(_, p)| p.as_ref().map(|p| closure.render(p)))
+            .flat_map(|(_, set)| set.iter().filter_map(|(_, p)| p.clone()))
             .collect();
         let invalid: BTreeSet<String> = crate::nix_store::invalid_paths(&paths)?
             .into_iter()
             .collect();
-        let render = |set: &crate::derivation::OutputPaths| -> Vec<(String, Option<String>)> {
-            set.iter()
-                .map(|(n, p)| (n.clone(), p.as_ref().map(|p| closure.render(p))))
-                .collect()
-        };
-        for (index, classic, meta_free) in candidates {
-            let valid = |set: &[(String, Option<String>)]| {
-                set.iter()
-                    .all(|(_, p)| p.as_ref().is_some_and(|p| !invalid.contains(p)))
-            };
-            let (classic, meta_free) = (render(&classic), render(&meta_free));
-            if valid(&meta_free) && !valid(&classic) {
+        for (index, meta_free) in candidates {
+            if meta_free
+                .iter()
+                .all(|(_, p)| p.as_ref().is_some_and(|p| !invalid.contains(p)))
+            {
                 outputs[index] = Some(meta_free);
             }
         }
