@@ -543,8 +543,7 @@ fn outputs_for(path: &str) -> Result<(Vec<String>, Option<String>)> {
         );
     }
     // And what drvmeta realise builds: the stripped derivation's outputs.
-    if let Ok(stripped) =
-        drvmeta::rewrite::rewrite_closure(&closure, drvmeta::rewrite::Mode::Strip)
+    if let Ok(stripped) = drvmeta::rewrite::rewrite_closure(&closure, drvmeta::rewrite::Mode::Strip)
     {
         outputs.extend(
             stripped[root]
