@@ -22,14 +22,7 @@ pub fn available() -> bool {
 }
 
 fn spawn_error(error: &std::io::Error) -> Error {
-    if error.kind() == std::io::ErrorKind::NotFound {
-        Error::Store(
-            "nix-store was not found on PATH: this needs Nix (e.g. apt-get install nix-bin)"
-                .to_owned(),
-        )
-    } else {
-        Error::Store(format!("cannot run nix-store: {error}"))
-    }
+    spawn_error_of("nix-store", error)
 }
 
 /// The paths among `paths` that are not valid in the store.
@@ -234,4 +227,65 @@ pub fn realise(drvs: &[String], root: Option<&std::path::Path>) -> Result<Vec<St
 /// When `nix-store` fails (e.g. a path is not valid).
 pub fn graph(paths: &[String]) -> Result<String> {
     Ok(query(&["--graph"], paths)?.join("\n"))
+}
+
+/// Instantiate `file` (a `.nix` file or a directory with `default.nix`)
+/// with `nix-instantiate`; the derivation paths it prints (without Nix's
+/// `!output` suffix).
+///
+/// # Errors
+/// When `nix-instantiate` cannot be run or fails (its message is kept).
+pub fn instantiate(file: &str) -> Result<Vec<String>> {
+    let output = Command::new("nix-instantiate")
+        .arg(file)
+        .output()
+        .map_err(|e| spawn_error_of("nix-instantiate", &e))?;
+    if !output.status.success() {
+        return Err(Error::Store(format!(
+            "nix-instantiate {file} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.split('!').next().unwrap_or(line).to_owned())
+        .collect())
+}
+
+/// The derivation of flake installable `installable` (`.#pkg`,
+/// `nixpkgs#hello`), from `nix path-info --derivation`.
+///
+/// # Errors
+/// When `nix` cannot be run or fails (its message is kept).
+pub fn flake_derivation(installable: &str) -> Result<Vec<String>> {
+    let output = Command::new("nix")
+        .args([
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "path-info",
+            "--derivation",
+            installable,
+        ])
+        .output()
+        .map_err(|e| spawn_error_of("nix", &e))?;
+    if !output.status.success() {
+        return Err(Error::Store(format!(
+            "nix path-info --derivation {installable} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+fn spawn_error_of(tool: &str, error: &std::io::Error) -> Error {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        Error::Store(format!(
+            "{tool} was not found on PATH: this needs Nix (e.g. apt-get install nix-bin)"
+        ))
+    } else {
+        Error::Store(format!("cannot run {tool}: {error}"))
+    }
 }

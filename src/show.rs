@@ -220,6 +220,9 @@ pub struct Shown {
     arena: EntryArena,
     /// Base name and compact JSON of each derivation, sorted by base name.
     entries: Vec<(String, EntryRef)>,
+    /// What makes a shown derivation invalid or inconsistent, with the
+    /// messages `drvmeta hash` gives ([`Closure::problems`]).
+    pub problems: Vec<String>,
 }
 
 impl Shown {
@@ -236,30 +239,45 @@ impl Shown {
         recursive: bool,
         progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<Self> {
+        if !recursive {
+            return Self::load_roots(options, roots);
+        }
         // Entries go into the arena as they are rendered, on the walk's
         // threads (one short lock per derivation).
         let arena = std::sync::Mutex::new(EntryArena::default());
+        let meta_problems = std::sync::Mutex::new(Vec::new());
         let (closure, rendered) =
-            Closure::load_mapped(options, roots, progress, |path, drv, is_root| {
-                (recursive || is_root).then(|| {
-                    let json = derivation_json(drv).map_err(|message| Error::Json {
-                        path: path.to_absolute_path_in(drv.store_dir()),
-                        message,
-                    })?;
-                    Ok(arena
+            Closure::load_mapped(options, roots, progress, |path, drv, _is_root| {
+                let rendered_path = path.to_absolute_path_in(drv.store_dir());
+                let problems = meta::inspect(drv).problems;
+                if !problems.is_empty() {
+                    meta_problems
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(&json))
-                })
+                        .extend(
+                            problems
+                                .into_iter()
+                                .map(|p| format!("{rendered_path}: invalid: {p}")),
+                        );
+                }
+                Some(
+                    derivation_json(drv)
+                        .map_err(|message| Error::Json {
+                            path: rendered_path,
+                            message,
+                        })
+                        .map(|json| {
+                            arena
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(&json)
+                        }),
+                )
             })?;
         let arena = arena
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let positions: Vec<usize> = if recursive {
-            (0..closure.nodes().len()).collect()
-        } else {
-            closure.roots().to_vec()
-        };
+        let positions: Vec<usize> = (0..closure.nodes().len()).collect();
         let mut rendered = rendered;
         let entries = sorted(&closure, &positions)
             .into_iter()
@@ -270,7 +288,67 @@ impl Shown {
                 Ok((base, entry))
             })
             .collect::<Result<_>>()?;
-        Ok(Self { arena, entries })
+        let mut problems: Vec<String> = closure
+            .nodes()
+            .iter()
+            .filter(|node| !node.path_matches)
+            .map(|node| {
+                format!(
+                    "{}: inconsistent: the file's contents do not hash to its store path",
+                    closure.render(&node.path)
+                )
+            })
+            .collect();
+        problems.extend(
+            meta_problems
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        problems.sort();
+        Ok(Self {
+            arena,
+            entries,
+            problems,
+        })
+    }
+
+    /// The roots alone: each `.drv` is read by itself, its inputs are not
+    /// needed (as for Nix's `nix derivation show` without `-r`).
+    fn load_roots(options: &LoadOptions, roots: &[String]) -> Result<Self> {
+        let mut arena = EntryArena::default();
+        let mut entries: Vec<(String, EntryRef)> = Vec::new();
+        let mut problems = Vec::new();
+        for root in roots {
+            let node = crate::closure::read_one(options, root)?;
+            let base = node.path.to_basename();
+            if entries.iter().any(|(b, _)| *b == base) {
+                continue;
+            }
+            let path = node.path.to_absolute_path_in(&options.store_dir);
+            let drv = node.derivation()?;
+            if !node.path_matches {
+                problems.push(format!(
+                    "{path}: inconsistent: the file's contents do not hash to its store path"
+                ));
+            }
+            problems.extend(
+                meta::inspect(&drv)
+                    .problems
+                    .into_iter()
+                    .map(|p| format!("{path}: invalid: {p}")),
+            );
+            let json = derivation_json(&drv).map_err(|message| Error::Json {
+                path: path.clone(),
+                message,
+            })?;
+            entries.push((base, arena.push(&json)));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Self {
+            arena,
+            entries,
+            problems,
+        })
     }
 
     /// Write the document `{"derivations": {…}, "version": 4}`, compact or

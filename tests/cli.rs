@@ -271,8 +271,14 @@ fn very_deep_structured_attrs_are_read_without_recursion() {
     let json = format!("{{\"a\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
     let file = write_drv(dir.path(), "deep", &structured(&json));
     expect_failure(&file, 1, &["deep.drv", "inconsistent"]);
+    // show prints it as written, and judges it as hash does (exit 1).
     let output = drvmeta(&["show", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("deep.drv: inconsistent"),
+        "{}",
+        stderr(&output)
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
         stdout.contains(&json),
@@ -387,6 +393,28 @@ fn a_renamed_drv_is_inconsistent() {
         &std::fs::read(builder).unwrap(),
     );
     expect_failure(&copy, 1, &["inconsistent", "do not hash to its store path"]);
+    // Every command judges it as hash does: same message, exit status 1;
+    // show prints it as written, the others write nothing.
+    let copy = copy.to_str().unwrap();
+    for args in [
+        &["show"][..],
+        &["sbom"][..],
+        &["sbom", "--format", "spdx"][..],
+        &["strip", "--json"][..],
+        &["rewrite", "--json"][..],
+        &["diff", copy][..],
+    ] {
+        let mut args = args.to_vec();
+        args.push(copy);
+        let output = drvmeta(&args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("kernel-builder-0.17.0.drv: inconsistent: the file's contents do not hash to its store path"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(output.stdout.is_empty(), args[0] != "show", "{args:?}");
+    }
 }
 
 #[test]
@@ -417,13 +445,16 @@ fn show_of_an_unshowable_input_fails_without_output() {
     let drv_dir = dir.path().to_str().unwrap();
     let parent = parent.to_str().unwrap();
 
+    // The parent alone is shown from its own file (its input is not
+    // read); hand-written, it is inconsistent, as hash says (exit 1).
     let only_parent = drvmeta(&["show", "--drv-dir", drv_dir, parent]);
     assert_eq!(
         only_parent.status.code(),
-        Some(0),
+        Some(1),
         "{}",
         stderr(&only_parent)
     );
+    assert!(stderr(&only_parent).contains("parent.drv: inconsistent"));
     let value: serde_json::Value = serde_json::from_slice(&only_parent.stdout).unwrap();
     assert_eq!(value["derivations"].as_object().unwrap().len(), 1);
 
@@ -670,4 +701,165 @@ fn version_names_the_commit_it_was_built_from() {
     // Every command says the same.
     let sub = stdout(&drvmeta(&["hash", "--version"]));
     assert!(sub.contains(head.trim()), "{sub}");
+}
+
+/// Inputs as Nix users give them (issue 14's table): each rejected one
+/// names itself and what to give instead (exit 2); `.nix` files,
+/// directories with default.nix, output paths, `result` links and flake
+/// installables reach the derivation, with a note on stderr.
+#[test]
+fn inputs_as_nix_users_give_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let nonce = format!("{:x}", std::process::id());
+    let expr = format!(
+        r#"derivation {{ name = "inputs-{nonce}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo hi > $out" ]; }}"#
+    );
+    std::fs::write(dir.path().join("my.nix"), &expr).unwrap();
+    std::fs::create_dir(dir.path().join("pkg")).unwrap();
+    std::fs::write(dir.path().join("pkg/default.nix"), &expr).unwrap();
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    std::fs::create_dir(dir.path().join("flake")).unwrap();
+    std::fs::write(
+        dir.path().join("flake/flake.nix"),
+        format!("{{ outputs = {{ self }}: {{ packages.x86_64-linux.default = {expr}; }}; }}"),
+    )
+    .unwrap();
+    let run = |arg: &str| {
+        Command::new(env!("CARGO_BIN_EXE_drvmeta"))
+            .args(["hash", "--json", arg])
+            .current_dir(dir.path())
+            .env("NIX_CONFIG", support::NIX_CONFIG)
+            .output()
+            .unwrap()
+    };
+    let rejected = [
+        (
+            "missing.nix",
+            "missing.nix: not a derivation store path or .drv file: no such file",
+        ),
+        (
+            "empty",
+            "empty: not a derivation store path or .drv file: a directory without default.nix",
+        ),
+        (
+            "./nonexist.drv",
+            "./nonexist.drv: not a derivation store path or .drv file: no such file",
+        ),
+        (
+            "zlib",
+            "nix-instantiate '<nixpkgs>' -A zlib) or pass a flake installable (nixpkgs#zlib)",
+        ),
+        (
+            "/nix/store/nonexistent-foo.drv",
+            "is not a store path base name (<32-character hash>-<name>)",
+        ),
+        (
+            "/nix/store/00000000000000000000000000000000-gone.drv",
+            "no such derivation (looked at /nix/store/00000000000000000000000000000000-gone.drv): instantiate it first",
+        ),
+        (
+            "/nix/store/00000000000000000000000000000000-gone",
+            "no such store path",
+        ),
+    ];
+    for (arg, expected) in rejected {
+        let output = run(arg);
+        assert_eq!(output.status.code(), Some(2), "{arg}: {}", stderr(&output));
+        let err = stderr(&output);
+        assert!(err.starts_with("drvmeta: error: "), "{arg}: {err}");
+        assert!(err.contains(expected), "{arg}: {err}");
+    }
+
+    // Accepted: all name the same derivation.
+    let drv = support::run(
+        support::nix("nix-instantiate").arg(dir.path().join("my.nix")),
+        "instantiate",
+    )
+    .trim()
+    .to_owned();
+    let out = support::run(
+        support::nix("nix-store")
+            .args(["--realise", &drv, "--add-root"])
+            .arg(dir.path().join("result"))
+            .arg("--indirect"),
+        "build",
+    );
+    let out = std::fs::read_link(out.trim()).unwrap();
+    let flake = format!("path:{}#default", dir.path().join("flake").display());
+    for (arg, note) in [
+        (
+            "my.nix",
+            "a Nix expression: instantiating it with nix-instantiate",
+        ),
+        (
+            "pkg",
+            "a Nix expression: instantiating it with nix-instantiate",
+        ),
+        (out.to_str().unwrap(), "an output path: using its deriver"),
+        ("result", "an output path: using its deriver"),
+        (
+            flake.as_str(),
+            "a flake installable: asking Nix for its derivation",
+        ),
+    ] {
+        let output = run(arg);
+        assert_eq!(output.status.code(), Some(0), "{arg}: {}", stderr(&output));
+        assert!(stderr(&output).contains(note), "{arg}: {}", stderr(&output));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let paths: Vec<&String> = report["derivations"].as_object().unwrap().keys().collect();
+        assert_eq!(paths, [&drv], "{arg}");
+    }
+}
+
+/// `show` of one derivation reads that file only, as `nix derivation show`
+/// does: its inputs may be gone (here deleted from the store), and a
+/// consistent file is shown with exit status 0.
+#[test]
+fn show_of_one_derivation_needs_only_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let nonce = format!(
+        "{:x}{}",
+        std::process::id(),
+        dir.path().display().to_string().len()
+    );
+    let file = dir.path().join("pair.nix");
+    std::fs::write(
+        &file,
+        format!(
+            r#"let input = derivation {{ name = "gone-input-{nonce}"; system = "x86_64-linux"; builder = "/bin/sh"; }};
+in derivation {{ name = "kept-parent-{nonce}"; system = "x86_64-linux"; builder = "/bin/sh"; inherit input; }}"#
+        ),
+    )
+    .unwrap();
+    let parent = support::run(support::nix("nix-instantiate").arg(&file), "instantiate")
+        .trim()
+        .to_owned();
+    let input = support::run(
+        support::nix("nix-store").args(["--query", "--references", &parent]),
+        "references",
+    )
+    .trim()
+    .to_owned();
+    assert!(input.ends_with(".drv"), "{input}");
+    let copy = dir.path().join(Path::new(&parent).file_name().unwrap());
+    std::fs::copy(&parent, &copy).unwrap();
+    support::run(
+        support::nix("nix-store").args(["--delete", &parent, &input]),
+        "delete both from the store",
+    );
+    assert!(!Path::new(&input).exists());
+
+    let shown = drvmeta(&["show", copy.to_str().unwrap()]);
+    assert_eq!(shown.status.code(), Some(0), "{}", stderr(&shown));
+    let value: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let base = Path::new(&parent).file_name().unwrap().to_str().unwrap();
+    assert!(value["derivations"][base].is_object(), "{value}");
+    // The closure needs the input: -r and hash say which is missing.
+    for args in [&["show", "-r"][..], &["hash"][..]] {
+        let mut args = args.to_vec();
+        args.push(copy.to_str().unwrap());
+        let output = drvmeta(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&output).contains(&input), "{}", stderr(&output));
+    }
 }

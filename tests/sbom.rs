@@ -345,8 +345,13 @@ fn the_kernel_example_in_both_formats() {
     assert_eq!(cdx["metadata"]["timestamp"], "2026-01-01T00:00:00Z");
 }
 
+/// Write derivation `text` into `dir` under its real store path's name, so
+/// that it is consistent (its bytes hash to its name).
 fn write_drv(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(format!("00000000000000000000000000000000-{name}.drv"));
+    let store = drvmeta::derivation::StoreDir::new("/nix/store").unwrap();
+    let drv = drvmeta::closure::parse_drv(text.as_bytes(), name, &store, Path::new(name))
+        .expect("a valid derivation");
+    let path = dir.join(drv.drv_path().unwrap().to_basename());
     std::fs::write(&path, text).unwrap();
     path
 }

@@ -98,7 +98,9 @@ pub struct LoadArgs {
         default_value = "/nix/store"
     )]
     pub store_dir: String,
-    /// Derivations: store paths (`/nix/store/<hash>-<name>.drv`) or paths of `.drv` files.
+    /// Derivations: `.drv` store paths or files, output paths or `result`
+    /// links (their deriver), `.nix` files or directories with default.nix
+    /// (instantiated by nix-instantiate), flake installables (`.#pkg`).
     #[arg(value_name = "DRV", required = true)]
     pub drvs: Vec<String>,
 }
@@ -118,24 +120,45 @@ impl LoadArgs {
         })
     }
 
-    /// Load the closures of the arguments, with progress on a terminal.
+    /// Load the closures of the arguments, with progress on a terminal,
+    /// refusing invalid or inconsistent derivations as `hash` reports them
+    /// ([`Closure::problems`]; exit status 1, nothing written).
     pub fn load(&self) -> Result<Closure> {
-        self.with_progress(|options, progress| {
-            Closure::load_with_progress(options, &self.drvs, progress)
-        })
+        let drvs = self.resolved()?;
+        let closure = self.with_progress(|options, progress| {
+            Closure::load_with_progress(options, &drvs, progress)
+        })?;
+        let problems = closure.problems()?;
+        if !problems.is_empty() {
+            for problem in &problems {
+                eprintln!("drvmeta: {problem}");
+            }
+            anyhow::bail!(
+                "{} problem(s) in the closure (drvmeta hash reports the same): nothing was done",
+                problems.len()
+            );
+        }
+        Ok(closure)
     }
 
     /// Load the closures of the arguments and hash them, reading and
     /// parsing each derivation once, with progress on a terminal.
     pub fn load_and_hash(&self) -> Result<(Closure, Vec<NodeHashes>)> {
+        let drvs = self.resolved()?;
         self.with_progress(|options, progress| {
-            drvmeta::hashing::load_and_hash(options, &self.drvs, progress)
+            drvmeta::hashing::load_and_hash(options, &drvs, progress)
         })
+    }
+
+    /// The derivations the arguments name ([`drvmeta::closure::inputs`]),
+    /// with a note on stderr for each one handed to Nix or resolved.
+    pub fn resolved(&self) -> Result<Vec<String>> {
+        resolve_inputs(&self.options()?, &self.drvs)
     }
 
     /// Run `load` with the load options and progress on a terminal; bad
     /// arguments become usage errors.
-    fn with_progress<T>(
+    pub fn with_progress<T>(
         &self,
         load: impl FnOnce(&LoadOptions, &mut (dyn FnMut(usize) + Send)) -> drvmeta::Result<T>,
     ) -> Result<T> {
@@ -145,6 +168,15 @@ impl LoadArgs {
         progress.finish();
         result.map_err(load_error)
     }
+}
+
+/// [`drvmeta::closure::inputs::resolve`], with its notes on stderr.
+pub fn resolve_inputs(options: &LoadOptions, args: &[String]) -> Result<Vec<String>> {
+    let resolution = drvmeta::closure::inputs::resolve(options, args).map_err(load_error)?;
+    for note in &resolution.notes {
+        eprintln!("drvmeta: note: {note}");
+    }
+    Ok(resolution.drvs)
 }
 
 /// Bad arguments are usage errors (exit status 2).

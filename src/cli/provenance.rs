@@ -327,7 +327,7 @@ pub fn record(args: &RecordArgs) -> Result<u8> {
     let key = args.store.key()?;
     let mut cache = HashCache::default_dir().map(|dir| HashCache::open(&dir, &options.store_dir));
     let mut entries = Vec::new();
-    for arg in &args.drvs {
+    for arg in &super::resolve_inputs(&options, &args.drvs)? {
         let (path, _) = options.resolve_arg(arg)?;
         let drv = path.to_absolute_path_in(&options.store_dir);
         // The file given is the one read: a copy whose bytes do not hash to

@@ -7,7 +7,7 @@ use clap::Args;
 
 use drvmeta::show::Shown;
 
-use super::{EXIT_OK, LoadArgs};
+use super::{EXIT_OK, EXIT_PROBLEM, LoadArgs};
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -23,11 +23,20 @@ pub struct ShowArgs {
 
 pub fn run(args: &ShowArgs) -> Result<u8> {
     let pretty = args.pretty || io::stdout().is_terminal();
-    let shown = args.load.with_progress(|options, progress| {
-        Shown::load(options, &args.load.drvs, args.recursive, progress)
-    })?;
+    let drvs = args.load.resolved()?;
+    let shown = args
+        .load
+        .with_progress(|options, progress| Shown::load(options, &drvs, args.recursive, progress))?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     shown.write(pretty, &mut out)?;
     out.flush()?;
-    Ok(EXIT_OK)
+    // Shown as written, judged as `hash` judges it.
+    for problem in &shown.problems {
+        eprintln!("drvmeta: {problem}");
+    }
+    Ok(if shown.problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEM
+    })
 }

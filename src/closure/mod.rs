@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 
 pub mod cache;
+pub mod inputs;
 pub mod walk;
 
 /// Where to look for derivations.
@@ -482,6 +483,31 @@ impl Closure {
     #[must_use]
     pub fn position(&self, path: &StorePath) -> Option<usize> {
         self.index.get(path).copied()
+    }
+
+    /// What makes derivations of the closure invalid, found without
+    /// hashing them, with the messages `drvmeta hash` gives: bytes that do
+    /// not hash to the store path, and `__meta` a derivation-meta Nix
+    /// rejects. (Parse errors already fail the load.) Every command that
+    /// reads a closure checks these, so they agree on what is valid.
+    ///
+    /// # Errors
+    /// A derivation whose bytes were released.
+    pub fn problems(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for node in &self.nodes {
+            let path = self.render(&node.path);
+            if !node.path_matches {
+                problems.push(format!(
+                    "{path}: inconsistent: the file's contents do not hash to its store path"
+                ));
+            }
+            let drv = node.derivation()?;
+            for problem in crate::derivation::meta::inspect(&drv).problems {
+                problems.push(format!("{path}: invalid: {problem}"));
+            }
+        }
+        Ok(problems)
     }
 
     /// Free the files' bytes once no walk needs the derivations any more
