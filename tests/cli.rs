@@ -755,7 +755,7 @@ fn inputs_as_nix_users_give_them() {
         ),
         (
             "/nix/store/00000000000000000000000000000000-gone.drv",
-            "no such derivation (looked at /nix/store/00000000000000000000000000000000-gone.drv): instantiate it first",
+            "no such derivation (looked at /nix/store/00000000000000000000000000000000-gone.drv)\nhint: instantiate it first",
         ),
         (
             "/nix/store/00000000000000000000000000000000-gone",
@@ -862,4 +862,84 @@ in derivation {{ name = "kept-parent-{nonce}"; system = "x86_64-linux"; builder 
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         assert!(stderr(&output).contains(&input), "{}", stderr(&output));
     }
+}
+
+/// One message format: `drvmeta: error:` with `hint:` lines, coloured only
+/// on request (CLICOLOR_FORCE) and never with NO_COLOR; `-q` silences
+/// warnings but not errors; `-v` says how long loading took.
+#[test]
+fn messages_have_one_format_colour_on_request_and_quiet_and_verbose_modes() {
+    let with_env = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_drvmeta"));
+        command
+            .args(args)
+            .current_dir(support::project_dir())
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let plain = with_env(&["hash", "zlib"], &[]);
+    assert_eq!(plain.status.code(), Some(2));
+    let text = stderr(&plain);
+    assert!(text.starts_with("drvmeta: error: zlib: "), "{text}");
+    assert!(text.contains("\nhint: drvmeta reads derivations"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour when piped: {text:?}");
+    let forced = stderr(&with_env(&["hash", "zlib"], &[("CLICOLOR_FORCE", "1")]));
+    assert!(
+        forced.starts_with("drvmeta: \x1b[1;31merror:\x1b[0m zlib"),
+        "{forced:?}"
+    );
+    assert!(forced.contains("\x1b[1;36mhint:\x1b[0m"), "{forced:?}");
+    let no_color = stderr(&with_env(
+        &["hash", "zlib"],
+        &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
+    ));
+    assert!(!no_color.contains('\x1b'), "{no_color:?}");
+
+    // A warning, then -q: silenced; the error of -q stays.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    let to = dir.path().join("to");
+    let push = |quiet: bool| {
+        let mut args = vec!["provenance", "push", "--records"];
+        args.push(empty.to_str().unwrap());
+        args.extend(["--to", to.to_str().unwrap()]);
+        if quiet {
+            args.push("-q");
+        }
+        args.push("/nix/store/00000000000000000000000000000000-out");
+        with_env(&args, &[])
+    };
+    let loud = push(false);
+    assert_eq!(loud.status.code(), Some(0), "{}", stderr(&loud));
+    assert!(
+        stderr(&loud).contains("drvmeta: warning: "),
+        "{}",
+        stderr(&loud)
+    );
+    let quiet = push(true);
+    assert_eq!(quiet.status.code(), Some(0));
+    assert_eq!(stderr(&quiet), "", "-q silences warnings");
+    let quiet_error = with_env(&["-q", "hash", "zlib"], &[]);
+    assert!(stderr(&quiet_error).starts_with("drvmeta: error: "));
+
+    // -v: how long loading took.
+    let root = fixture_root("root");
+    let verbose = with_env(
+        &["hash", "-v", "--drv-dir", "fixtures/kernel/drvs", &root],
+        &[],
+    );
+    assert_eq!(verbose.status.code(), Some(0), "{}", stderr(&verbose));
+    assert!(
+        stderr(&verbose).contains("drvmeta: loaded in "),
+        "{}",
+        stderr(&verbose)
+    );
+    assert_eq!(
+        with_env(&["-q", "-v", "hash", &root], &[]).status.code(),
+        Some(2)
+    );
 }

@@ -71,7 +71,7 @@ pub fn run(args: &HashArgs) -> Result<u8> {
     }
     out.flush()?;
     for line in &problem_lines {
-        eprintln!("drvmeta: {line}");
+        super::ui::problem(line);
     }
     Ok(if problem_lines.is_empty() {
         EXIT_OK

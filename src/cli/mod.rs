@@ -17,6 +17,7 @@ mod provenance;
 mod rewrite;
 mod sbom;
 mod show;
+mod ui;
 
 /// Exit status: everything is fine.
 pub const EXIT_OK: u8 = 0;
@@ -35,6 +36,13 @@ pub const EXIT_USAGE: u8 = 2;
 diff --exit-code: 3 when the change rebuilds."
 )]
 struct Cli {
+    /// Print only results, errors and problems: no notes, warnings,
+    /// status lines or progress.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also print how long loading took and how much was read.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -131,7 +139,7 @@ impl LoadArgs {
         let problems = closure.problems()?;
         if !problems.is_empty() {
             for problem in &problems {
-                eprintln!("drvmeta: {problem}");
+                ui::problem(problem);
             }
             anyhow::bail!(
                 "{} problem(s) in the closure (drvmeta hash reports the same): nothing was done",
@@ -164,8 +172,17 @@ impl LoadArgs {
     ) -> Result<T> {
         let options = self.options()?;
         let mut progress = Progress::new();
-        let result = load(&options, &mut |n| progress.update(n));
+        let started = std::time::Instant::now();
+        let mut read = 0;
+        let result = load(&options, &mut |n| {
+            read = n;
+            progress.update(n);
+        });
         progress.finish();
+        ui::verbose(&format!(
+            "loaded in {:.3} s ({read} derivations read when last counted)",
+            started.elapsed().as_secs_f64()
+        ));
         result.map_err(load_error)
     }
 }
@@ -174,7 +191,7 @@ impl LoadArgs {
 pub fn resolve_inputs(options: &LoadOptions, args: &[String]) -> Result<Vec<String>> {
     let resolution = drvmeta::closure::inputs::resolve(options, args).map_err(load_error)?;
     for note in &resolution.notes {
-        eprintln!("drvmeta: note: {note}");
+        ui::note(note);
     }
     Ok(resolution.drvs)
 }
@@ -200,7 +217,7 @@ struct Progress {
 impl Progress {
     fn new() -> Self {
         Self {
-            enabled: io::stderr().is_terminal(),
+            enabled: io::stderr().is_terminal() && !ui::quiet(),
             shown: false,
             started: std::time::Instant::now(),
         }
@@ -277,6 +294,7 @@ fn man(dir: Option<&std::path::Path>) -> Result<u8> {
 /// command but `hash` (see `main.rs`).
 pub fn main(release_memory_eagerly: fn()) -> ExitCode {
     let cli = Cli::parse();
+    ui::init(cli.quiet, cli.verbose);
     // The walks that are timed against Nix keep freed memory for reuse
     // (re-faulting purged pages cost show and strip a fifth of their time);
     // the others return it at once, which keeps their peak low.
@@ -304,7 +322,7 @@ pub fn main(release_memory_eagerly: fn()) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) if is_broken_pipe(&error) => ExitCode::from(EXIT_OK),
         Err(error) => {
-            eprintln!("drvmeta: error: {}", message(&error));
+            ui::error(&message(&error));
             if error.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
             } else {

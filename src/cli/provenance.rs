@@ -80,7 +80,7 @@ impl StoreArgs {
                 .unwrap_or_else(RecordStore::default_write_root),
         );
         for warning in store.warnings() {
-            eprintln!("drvmeta: warning: {warning}");
+            super::ui::warning(&warning);
         }
         store
     }
@@ -88,9 +88,7 @@ impl StoreArgs {
     /// The signing key, read once; says on stderr when there is none.
     fn key(&self) -> Result<Option<SecretKey>> {
         let Some(file) = &self.signing_key else {
-            eprintln!(
-                "drvmeta: note: no --signing-key (DRVMETA_SIGNING_KEY): records are written unsigned"
-            );
+            super::ui::note("no --signing-key (DRVMETA_SIGNING_KEY): records are written unsigned");
             return Ok(None);
         };
         if self.builder_id.is_some() {
@@ -298,15 +296,16 @@ pub fn hook(args: &HookArgs) -> Result<u8> {
             Ok(EXIT_OK)
         }
         Err(error) if args.best_effort => {
-            eprintln!(
-                "drvmeta: warning: provenance not recorded: {}",
+            super::ui::warning(&format!(
+                "provenance not recorded: {}",
                 super::message(&error)
-            );
+            ));
             Ok(EXIT_OK)
         }
-        Err(error) => {
-            Err(error.context("provenance not recorded (use --best-effort to go on anyway)"))
-        }
+        Err(error) => Err(anyhow!(
+            "provenance not recorded: {}\nhint: --best-effort lets Nix go on anyway",
+            super::message(&error)
+        )),
     }
 }
 
@@ -397,11 +396,11 @@ pub fn realise(args: &RealiseArgs) -> Result<u8> {
     )?;
     let mut entries = Vec::new();
     for recorded in &realised.recorded {
-        eprintln!(
-            "drvmeta: {}: {}",
+        super::ui::status(&format!(
+            "{}: {}",
             recorded.original,
             describe(&recorded.written)
-        );
+        ));
         entries.extend(written_json(
             &recorded.facts,
             &recorded.written,
@@ -669,7 +668,8 @@ fn push(args: &PushArgs) -> Result<u8> {
         }
     }
     let outputs = (!args.paths.is_empty()).then_some(args.paths.as_slice());
-    let interactive = !args.json && io::IsTerminal::is_terminal(&io::stderr());
+    let interactive =
+        !args.json && !super::ui::quiet() && io::IsTerminal::is_terminal(&io::stderr());
     let report = drvmeta::provenance::push::push(&from, &to, outputs, &mut |done| {
         if interactive && done % 16 == 0 {
             eprint!("\rdrvmeta: pushed {done} record(s)");
@@ -679,7 +679,7 @@ fn push(args: &PushArgs) -> Result<u8> {
         eprint!("\r\x1b[K");
     }
     for skipped in &report.skipped {
-        eprintln!("drvmeta: warning: not pushed: {skipped}");
+        super::ui::warning(&format!("not pushed: {skipped}"));
     }
     let new = report.pushed.iter().filter(|p| p.new).count();
     if args.json {
@@ -697,10 +697,10 @@ fn push(args: &PushArgs) -> Result<u8> {
         );
     }
     if report.pushed.is_empty() && !args.paths.is_empty() {
-        eprintln!(
-            "drvmeta: warning: {} holds no record of the given outputs",
+        super::ui::warning(&format!(
+            "{} holds no record of the given outputs",
             from.root().display()
-        );
+        ));
     }
     Ok(EXIT_OK)
 }
@@ -817,7 +817,7 @@ fn show(args: &ShowArgs) -> Result<u8> {
         out.write_all(text.as_bytes())?;
     }
     for problem in &problems {
-        eprintln!("drvmeta: {problem}");
+        super::ui::problem(problem);
     }
     Ok(if problems.is_empty() {
         EXIT_OK
@@ -843,10 +843,10 @@ fn is_kernel_copy(path: &str) -> bool {
 /// Records not counted, then warnings, on stderr.
 fn print_diagnostics(ignored: &[String], warnings: &[String]) {
     for ignored in ignored {
-        eprintln!("drvmeta: {ignored}");
+        super::ui::problem(ignored);
     }
     for warning in warnings {
-        eprintln!("drvmeta: warning: {warning}");
+        super::ui::warning(warning);
     }
 }
 
@@ -854,7 +854,7 @@ fn print_diagnostics(ignored: &[String], warnings: &[String]) {
 fn print_failure(out: &mut impl Write, what: &str, problems: &[String]) -> Result<()> {
     writeln!(out, "FAILED {what}")?;
     for problem in problems {
-        eprintln!("drvmeta: {problem}");
+        super::ui::problem(problem);
     }
     Ok(())
 }
@@ -863,16 +863,16 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
     let store = args.trust.store()?;
     let trusted = args.trust.trusted()?;
     if args.trust.allow_unsigned {
-        eprintln!(
-            "drvmeta: warning: --allow-unsigned: unsigned and untrusted records count, so anyone \
-             who can write {} can make an output verify",
+        super::ui::warning(&format!(
+            "--allow-unsigned: unsigned and untrusted records count, so anyone who can write {} \
+             can make an output verify",
             store.describe()
-        );
+        ));
     } else if trusted.is_empty() {
-        eprintln!("drvmeta: warning: no trusted keys: no record can count");
+        super::ui::warning("no trusted keys: no record can count");
     }
     for warning in store.warnings() {
-        eprintln!("drvmeta: warning: {warning}");
+        super::ui::warning(&warning);
     }
     let mut failed = false;
     let mut reports = Vec::new();
@@ -935,19 +935,18 @@ fn verify_paths(args: &VerifyArgs) -> Result<u8> {
                 );
             }
             for output in &never {
-                eprintln!(
-                    "drvmeta: note: {path}: {output} was never built; verifying the outputs that were"
-                );
+                super::ui::note(&format!(
+                    "{path}: {output} was never built; verifying the outputs that were"
+                ));
             }
             outputs = built;
         }
         for output in outputs {
             let result = verify::verify(&store, &output, &trusted, args.trust.allow_unsigned)?;
             for file in &result.dirty {
-                eprintln!(
-                    "drvmeta: warning: {}: built from a dirty tree (uncommitted changes)",
-                    file
-                );
+                super::ui::warning(&format!(
+                    "{file}: built from a dirty tree (uncommitted changes)"
+                ));
             }
             print_diagnostics(&result.ignored, &result.warnings);
             let ok = result.problems.is_empty();

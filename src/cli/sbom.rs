@@ -78,12 +78,12 @@ pub fn run(args: &SbomArgs) -> Result<u8> {
         Realised::none()
     };
     if realised.count() > 0 {
-        eprintln!(
-            "drvmeta: note: {} derivation(s) were realised modulo meta (drvmeta realise): their \
-             components name the outputs that were built; the classic ones, never built, are \
-             marked nix:classic_store_path",
+        super::ui::note(&format!(
+            "{} derivation(s) were realised modulo meta (drvmeta realise): their components \
+             name the outputs that were built; the classic ones, never built, are marked \
+             nix:classic_store_path",
             realised.count()
-        );
+        ));
     }
     let graph = if args.runtime {
         Some(runtime_graph(&closure, &realised)?)
@@ -92,7 +92,7 @@ pub fn run(args: &SbomArgs) -> Result<u8> {
     };
     let sbom = drvmeta::sbom::build(&closure, graph.as_ref(), &realised)?;
     for warning in &sbom.warnings {
-        eprintln!("drvmeta: warning: {warning}");
+        super::ui::warning(warning);
     }
     let write = |writer: &mut dyn Write| -> Result<()> {
         let mut writer = io::BufWriter::new(writer);

@@ -32,7 +32,7 @@ pub fn run(args: &ShowArgs) -> Result<u8> {
     out.flush()?;
     // Shown as written, judged as `hash` judges it.
     for problem in &shown.problems {
-        eprintln!("drvmeta: {problem}");
+        super::ui::problem(problem);
     }
     Ok(if shown.problems.is_empty() {
         EXIT_OK

@@ -74,7 +74,7 @@ fn resolve_one(options: &LoadOptions, arg: &str, out: &mut Resolution) -> Result
                 return Err(bad(
                     arg,
                     format!(
-                        "no such derivation (looked at {}): instantiate it first, e.g. \
+                        "no such derivation (looked at {})\nhint: instantiate it first, e.g. \
                          nix-instantiate FILE.nix",
                         file.display()
                     ),
@@ -111,8 +111,8 @@ fn resolve_one(options: &LoadOptions, arg: &str, out: &mut Resolution) -> Result
         if !Path::new(path).exists() {
             return Err(bad(
                 arg,
-                "no such store path: give a .drv, an output path that exists, a .nix file or a \
-                 flake installable",
+                "no such store path\nhint: give a .drv, an output path that exists, a .nix file \
+                 or a flake installable",
             ));
         }
         let deriver = crate::nix_store::derivers(&[path.to_owned()])
@@ -122,7 +122,7 @@ fn resolve_one(options: &LoadOptions, arg: &str, out: &mut Resolution) -> Result
                 bad(
                     arg,
                     "an output path whose deriver Nix does not know (substituted or imported \
-                     without one): give its .drv instead",
+                     without one)\nhint: give its .drv instead",
                 )
             })?;
         if !Path::new(&deriver).exists() {
@@ -130,7 +130,7 @@ fn resolve_one(options: &LoadOptions, arg: &str, out: &mut Resolution) -> Result
                 arg,
                 format!(
                     "an output path of {deriver}, which is no longer in the store (garbage \
-                     collected): instantiate it again"
+                     collected)\nhint: instantiate it again"
                 ),
             ));
         }
@@ -147,8 +147,8 @@ fn resolve_one(options: &LoadOptions, arg: &str, out: &mut Resolution) -> Result
         }
         return Err(bad(
             arg,
-            "a directory without default.nix: give a .drv, an output path, a .nix file or a \
-             flake installable",
+            "a directory without default.nix\nhint: give a .drv, an output path, a .nix file or \
+             a flake installable",
         ));
     }
     if arg.ends_with(".nix") {
@@ -166,9 +166,9 @@ fn resolve_one(options: &LoadOptions, arg: &str, out: &mut Resolution) -> Result
         return Err(bad(
             arg,
             format!(
-                "not a file, store path or flake installable. drvmeta reads derivations: \
-                 instantiate it first (nix-instantiate '<nixpkgs>' -A {arg}) or pass a flake \
-                 installable (nixpkgs#{arg})"
+                "not a file, store path or flake installable\nhint: drvmeta reads \
+                 derivations: instantiate it first (nix-instantiate '<nixpkgs>' -A {arg}) or pass \
+                 a flake installable (nixpkgs#{arg})"
             ),
         ));
     }
