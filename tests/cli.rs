@@ -11,6 +11,7 @@ fn drvmeta(args: &[&str]) -> Output {
         .args(args)
         .current_dir(support::project_dir())
         .env_remove("NIX_STORE_DIR")
+        .env_remove("COLUMNS")
         .output()
         .unwrap()
 }
@@ -942,4 +943,94 @@ fn messages_have_one_format_colour_on_request_and_quiet_and_verbose_modes() {
         with_env(&["-q", "-v", "hash", &root], &[]).status.code(),
         Some(2)
     );
+}
+
+/// Human tables fit the width they are given (COLUMNS, or the terminal):
+/// store paths are abbreviated as nix-diff does; `--long` keeps them whole;
+/// a pipe without COLUMNS gets full paths.
+#[test]
+fn the_hash_table_fits_the_terminal_width() {
+    let root = fixture_root("root");
+    let run = |columns: Option<&str>, long: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_drvmeta"));
+        command
+            .args(["hash", "-r", "--drv-dir", "fixtures/kernel/drvs"])
+            .current_dir(support::project_dir())
+            .env_remove("COLUMNS");
+        if long {
+            command.arg("--long");
+        }
+        if let Some(columns) = columns {
+            command.env("COLUMNS", columns);
+        }
+        let output = command.arg(&root).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let full = run(None, false);
+    let widest = |text: &str| text.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(widest(&full) > 80, "the fixture's table is wider than 80");
+    let narrow = run(Some("80"), false);
+    assert!(widest(&narrow) <= 80, "{narrow}");
+    assert!(narrow.contains("…-activation-kernel-1.0.0.drv"), "{narrow}");
+    assert!(
+        narrow.contains(&format!("/nix/store/{}…-", &root[11..19])),
+        "{narrow}"
+    );
+    assert_eq!(narrow.lines().count(), full.lines().count());
+    assert_eq!(run(Some("80"), true), full, "--long: full paths");
+    assert_eq!(run(Some("200"), false), full, "what fits is not shortened");
+}
+
+/// Every help text, as a reviewed snapshot: a change to a flag, its help or
+/// the usage line shows up in review.
+#[test]
+fn help_texts() {
+    for command in [
+        "",
+        "hash",
+        "show",
+        "rewrite",
+        "strip",
+        "diff",
+        "hook",
+        "record",
+        "realise",
+        "sbom",
+        "provenance",
+        "provenance show",
+        "provenance verify",
+        "provenance fill-metadata",
+        "provenance push",
+        "completions",
+        "man",
+    ] {
+        let mut args: Vec<&str> = command.split_whitespace().collect();
+        args.push("--help");
+        // clap shows the values of the environment variables it reads.
+        let mut run = Command::new(env!("CARGO_BIN_EXE_drvmeta"));
+        for var in [
+            "NIX_STORE_DIR",
+            "COLUMNS",
+            "DRVMETA_RECORDS",
+            "DRVMETA_SIGNING_KEY",
+            "DRVMETA_BUILDER_ID",
+            "DRVMETA_PUSH_TO",
+        ] {
+            run.env_remove(var);
+        }
+        let output = run.args(&args).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{command}: {}",
+            stderr(&output)
+        );
+        let name = if command.is_empty() {
+            "help".to_owned()
+        } else {
+            format!("help_{}", command.replace([' ', '-'], "_"))
+        };
+        insta::assert_snapshot!(name, stdout(&output));
+    }
 }

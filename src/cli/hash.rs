@@ -17,6 +17,10 @@ pub struct HashArgs {
     /// Report every derivation of the closures, not just the arguments.
     #[arg(short, long)]
     recursive: bool,
+    /// Full store paths in the table even when they do not fit the
+    /// terminal (otherwise abbreviated as /nix/store/abcdefgh…-name).
+    #[arg(long)]
+    long: bool,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -32,8 +36,20 @@ pub fn run(args: &HashArgs) -> Result<u8> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut problem_lines = Vec::new();
     let mut json = JsonWriter::default();
-    let width = keyed.iter().map(|(path, _)| path.len()).max().unwrap_or(0);
-    let table = Table::new(width);
+    let full = keyed.iter().map(|(path, _)| path.len()).max().unwrap_or(0);
+    let abbreviate = !args.json
+        && !args.long
+        && super::ui::table_width().is_some_and(|w| Table::width_for(full) > w);
+    let width = if abbreviate {
+        keyed
+            .iter()
+            .map(|(path, _)| abbreviated(path).chars().count())
+            .max()
+            .unwrap_or(0)
+    } else {
+        full
+    };
+    let table = Table::new(width, abbreviate);
     if !args.json {
         out.write_all(table.header().as_bytes())?;
     }
@@ -112,13 +128,40 @@ fn outputs_column(drv: &DrvReport) -> &'static str {
 /// differing output paths, warnings and problems indented below.
 pub struct Table {
     width: usize,
+    abbreviate: bool,
+}
+
+/// A store path shortened as in nix-diff's tables: the store directory,
+/// the first 8 characters of the hash, `…`, then the name.
+pub fn abbreviated(path: &str) -> String {
+    let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
+    match base.split_once('-') {
+        Some((hash, name)) if hash.len() == 32 => format!("{dir}/{}…-{name}", &hash[..8]),
+        _ => path.to_owned(),
+    }
 }
 
 impl Table {
-    /// A table whose derivation column is `width` wide.
-    pub fn new(width: usize) -> Self {
+    /// A table whose derivation column is `width` wide; `abbreviate`:
+    /// store paths shortened ([`abbreviated`]).
+    pub fn new(width: usize, abbreviate: bool) -> Self {
         Self {
             width: width.max("DERIVATION".len()),
+            abbreviate,
+        }
+    }
+
+    /// How wide the table's widest line is with a derivation column `width`
+    /// wide (the output lines are narrower than that).
+    pub fn width_for(width: usize) -> usize {
+        width.max("DERIVATION".len()) + "  OPT-IN  meta changes them".len()
+    }
+
+    fn path(&self, path: &str) -> String {
+        if self.abbreviate {
+            abbreviated(path)
+        } else {
+            path.to_owned()
         }
     }
 
@@ -137,6 +180,7 @@ impl Table {
         let width = self.width;
         let mut out = String::new();
         let opt_in = if drv.meta_opt_in { "yes" } else { "no" };
+        let path = self.path(path);
         let _ = writeln!(out, "{path:<width$}  {opt_in:<6}  {}", outputs_column(drv));
         if drv.errors.is_empty() && drv.meta_changes_outputs() {
             let name_width = drv
@@ -151,7 +195,7 @@ impl Table {
                 if classic.as_ref() == modulo.as_ref() {
                     continue;
                 }
-                let show = |p: Option<&String>| p.map_or("(unknown)", String::as_str).to_owned();
+                let show = |p: Option<&String>| p.map_or("(unknown)".to_owned(), |p| self.path(p));
                 let _ = writeln!(
                     out,
                     "  {name:<name_width$}  classic      {}",

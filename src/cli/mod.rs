@@ -40,7 +40,7 @@ struct Cli {
     /// status lines or progress.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Also print how long loading took and how much was read.
+    /// Also print how long loading derivations took.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
@@ -180,7 +180,7 @@ impl LoadArgs {
         });
         progress.finish();
         ui::verbose(&format!(
-            "loaded in {:.3} s ({read} derivations read when last counted)",
+            "loaded in {:.3} s (at least {read} derivations read)",
             started.elapsed().as_secs_f64()
         ));
         result.map_err(load_error)

@@ -17,6 +17,24 @@ use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+/// The width human tables must fit: the terminal's when stdout is one,
+/// else `COLUMNS` when set; `None` (no limit) for a pipe or a file.
+pub fn table_width() -> Option<usize> {
+    if std::io::stdout().is_terminal() {
+        // SAFETY: TIOCGWINSZ fills the winsize struct given; stdout is open.
+        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0
+            && size.ws_col > 0
+        {
+            return Some(usize::from(size.ws_col));
+        }
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|&c: &usize| c > 0)
+}
+
 /// 0 quiet, 1 normal, 2 verbose.
 static LEVEL: AtomicU8 = AtomicU8::new(1);
 
