@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use drvmeta::closure::cache::HashCache;
-use drvmeta::closure::{Closure, LoadOptions};
+use drvmeta::closure::LoadOptions;
 use drvmeta::derivation::StoreDir;
 use drvmeta::provenance::record::{Run, invocation_id, now_rfc3339};
 use drvmeta::provenance::sign::{PublicKey, SecretKey, nix_trusted_public_keys};
@@ -225,64 +225,37 @@ pub struct HookArgs {
 /// Nix's `post-build-hook`: `DRV_PATH` and `OUT_PATHS` from the environment.
 pub fn hook(args: &HookArgs) -> Result<u8> {
     let result = (|| -> Result<String> {
-        let drv = std::env::var("DRV_PATH")
-            .ok()
-            .filter(|d| !d.is_empty())
-            .ok_or_else(|| {
-                anyhow!("DRV_PATH is not set: run drvmeta hook as Nix's post-build-hook")
-            })?;
+        use drvmeta::provenance::hook::{HookEnv, HookOptions, Hooked};
         let options = load_options()?;
-        if !drv.starts_with(&format!("{}/", options.store_dir)) {
-            bail!(
-                "DRV_PATH {drv} is not in the store {}: refusing to record a copy",
-                options.store_dir
-            );
-        }
-        let outs: Vec<String> = match std::env::var("OUT_PATHS") {
-            Ok(outs) => outs.split_whitespace().map(str::to_owned).collect(),
-            Err(std::env::VarError::NotPresent) => Vec::new(),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                bail!("OUT_PATHS is not UTF-8: refusing to guess which outputs were built")
-            }
-        };
-        if outs.is_empty() {
-            // Nix 2.8 with ca-derivations enabled sometimes sets no
-            // OUT_PATHS. Input-addressed and fixed outputs are known from the
-            // .drv (facts() asks the store); floating content-addressed ones
-            // are not, and Nix cannot tell them afterwards either: say so,
-            // loudly, without aborting the user's build over it.
-            let node = drvmeta::closure::read_one(&load_options()?, &drv)?;
-            let derivation = node.derivation()?;
-            let unknown = derivation.outputs().any(|o| o.path().is_none());
-            if unknown {
-                return Ok(format!(
-                    "drvmeta: warning: {drv}: Nix gave no OUT_PATHS and the outputs are content-addressed \
-                     (known only after the build): no provenance record for this build"
-                ));
-            }
-        }
-        let options = load_options()?;
-        let mut cache =
-            HashCache::default_dir().map(|dir| HashCache::open(&dir, &options.store_dir));
-        let facts =
-            drvmeta::provenance::facts_with_cache(&options, &drv, &outs, None, cache.as_mut())
-                .with_context(|| format!("cannot gather the provenance of {drv}"))?;
+        let env = HookEnv::from_env(&options)?;
         let key = args.store.key()?;
-        let written = drvmeta::provenance::write_records(
-            &args.store.store(),
-            &facts,
-            &args.store.run(),
-            key.as_ref(),
+        let store = args.store.store();
+        let run = args.store.run();
+        let hooked = drvmeta::provenance::hook::record(
+            &options,
+            &env,
+            HookOptions {
+                store: &store,
+                run: &run,
+                key: key.as_ref(),
+                push_to: args.push_to.as_deref(),
+            },
         )?;
+        let (facts, written, push_log) = match hooked {
+            Hooked::Unknowable(why) => return Ok(format!("drvmeta: warning: {why}")),
+            Hooked::Recorded {
+                facts,
+                written,
+                push_log,
+            } => (facts, written, push_log),
+        };
         if args.store.json {
             print_json(&serde_json::json!({
                 "records": written_json(&facts, &written, key.as_ref())
             }))?;
         }
-        let mut line = format!("drvmeta: {drv}: {}", describe(&written));
-        if let Some(to) = &args.push_to {
-            let outputs: Vec<String> = facts.outputs.iter().map(|o| o.path.clone()).collect();
-            let log = drvmeta::provenance::push::push_detached(to, &args.store.store(), &outputs)?;
+        let mut line = format!("drvmeta: {}: {}", env.drv, describe(&written));
+        if let (Some(to), Some(log)) = (&args.push_to, push_log) {
             line.push_str(&format!(
                 "; pushing to {to} in the background (log: {})",
                 log.display()
@@ -517,48 +490,12 @@ pub struct VerifyArgs {
     paths: Vec<String>,
 }
 
-/// Output paths for a command-line path; for a derivation (its classic,
-/// modulo-meta and realised — stripped — outputs) also the derivation, to
-/// filter records by.
+/// Output paths for a command-line path ([`drvmeta::provenance::outputs_named_by`]).
 fn outputs_for(path: &str) -> Result<(Vec<String>, Option<String>)> {
-    if !path.ends_with(".drv") {
-        return Ok((vec![path.trim_end_matches('/').to_owned()], None));
-    }
-    let options = load_options()?;
-    let closure = Closure::load(&options, &[path.to_owned()])?;
-    let hashes = drvmeta::hashing::hash_closure(&closure);
-    let root = closure.roots()[0];
-    let mut outputs = BTreeSet::new();
-    for hashes in [&hashes[root].classic, &hashes[root].modulo_meta]
-        .into_iter()
-        .flatten()
-    {
-        outputs.extend(
-            hashes
-                .outputs
-                .iter()
-                .filter_map(|(_, p)| p.as_ref())
-                .map(|p| closure.render(p)),
-        );
-    }
-    // And what drvmeta realise builds: the stripped derivation's outputs.
-    if let Ok(stripped) = drvmeta::rewrite::rewrite_closure(&closure, drvmeta::rewrite::Mode::Strip)
-    {
-        outputs.extend(
-            stripped[root]
-                .outputs
-                .iter()
-                .filter_map(|(_, p)| p.as_ref())
-                .map(|p| closure.render(p)),
-        );
-    }
-    if outputs.is_empty() {
-        outputs.extend(drvmeta::nix_store::outputs_of(path).unwrap_or_default());
-    }
-    Ok((
-        outputs.into_iter().collect(),
-        Some(closure.render(&closure.nodes()[root].path)),
-    ))
+    Ok(drvmeta::provenance::outputs_named_by(
+        &load_options()?,
+        path,
+    )?)
 }
 
 fn names_drv(statement: &Value, drv: &str) -> bool {

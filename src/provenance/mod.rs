@@ -6,6 +6,7 @@
 //! in-toto/SLSA statement, [`store::RecordStore`] keeps it, and
 //! [`verify`] checks outputs against records later.
 
+pub mod hook;
 pub mod kernel;
 pub mod kernel_digest;
 pub mod kernels_metadata;
@@ -62,6 +63,55 @@ pub fn facts(
     original: Option<&str>,
 ) -> Result<Facts> {
     facts_with_cache(options, drv, out_paths, original, None)
+}
+
+/// The output paths a command-line path names: itself for an output
+/// path; for a derivation (its classic,
+/// modulo-meta and realised — stripped — outputs) also the derivation, to
+/// filter records by.
+///
+/// # Errors
+/// When the derivation's closure cannot be loaded.
+pub fn outputs_named_by(
+    options: &LoadOptions,
+    path: &str,
+) -> Result<(Vec<String>, Option<String>)> {
+    if !path.ends_with(".drv") {
+        return Ok((vec![path.trim_end_matches('/').to_owned()], None));
+    }
+    let closure = crate::closure::Closure::load(options, &[path.to_owned()])?;
+    let hashes = crate::hashing::hash_closure(&closure);
+    let root = closure.roots()[0];
+    let mut outputs = std::collections::BTreeSet::new();
+    for hashes in [&hashes[root].classic, &hashes[root].modulo_meta]
+        .into_iter()
+        .flatten()
+    {
+        outputs.extend(
+            hashes
+                .outputs
+                .iter()
+                .filter_map(|(_, p)| p.as_ref())
+                .map(|p| closure.render(p)),
+        );
+    }
+    // And what drvmeta realise builds: the stripped derivation's outputs.
+    if let Ok(stripped) = crate::rewrite::rewrite_closure(&closure, crate::rewrite::Mode::Strip) {
+        outputs.extend(
+            stripped[root]
+                .outputs
+                .iter()
+                .filter_map(|(_, p)| p.as_ref())
+                .map(|p| closure.render(p)),
+        );
+    }
+    if outputs.is_empty() {
+        outputs.extend(nix_store::outputs_of(path).unwrap_or_default());
+    }
+    Ok((
+        outputs.into_iter().collect(),
+        Some(closure.render(&closure.nodes()[root].path)),
+    ))
 }
 
 /// The facts of derivation `arg` as built: its own outputs when they are
