@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use drvmeta::closure::cache::HashCache;
 use drvmeta::closure::LoadOptions;
+use drvmeta::closure::cache::HashCache;
 use drvmeta::derivation::StoreDir;
 use drvmeta::provenance::record::{Run, invocation_id, now_rfc3339};
 use drvmeta::provenance::sign::{PublicKey, SecretKey, nix_trusted_public_keys};

@@ -1,12 +1,10 @@
 //! `drvmeta sbom`: CycloneDX 1.6 or SPDX 2.3 from a derivation closure.
 
-use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
-use drvmeta::closure::Closure;
 use drvmeta::sbom::{Realised, RuntimeGraph};
 
 use super::{EXIT_OK, LoadArgs};
@@ -35,41 +33,6 @@ pub struct SbomArgs {
     load: LoadArgs,
 }
 
-fn runtime_graph(closure: &Closure, realised: &Realised) -> Result<RuntimeGraph> {
-    let mut outputs = Vec::new();
-    for &root in closure.roots() {
-        if let Some(realised) = realised.of(root) {
-            outputs.extend(realised.iter().filter_map(|(_, p)| p.clone()));
-            continue;
-        }
-        let node = &closure.nodes()[root];
-        let drv = node.derivation()?;
-        let recorded = drvmeta::hashing::recorded_outputs(&drv);
-        if recorded.iter().all(|(_, p)| p.is_some()) {
-            outputs.extend(
-                recorded
-                    .into_iter()
-                    .filter_map(|(_, p)| p)
-                    .map(|p| closure.render(&p)),
-            );
-        } else {
-            outputs.extend(drvmeta::nix_store::outputs_of(&closure.render(&node.path))?);
-        }
-    }
-    let invalid: HashSet<String> = drvmeta::nix_store::invalid_paths(&outputs)?
-        .into_iter()
-        .collect();
-    if let Some(missing) = outputs.iter().find(|o| invalid.contains(*o)) {
-        bail!(
-            "--runtime needs the roots built: {missing} is not valid in the Nix store (nix-store --realise the roots, or drvmeta realise them, first)"
-        );
-    }
-    let dot = drvmeta::nix_store::graph(&outputs)?;
-    let mut graph = RuntimeGraph::from_dot(&dot, closure.store_dir().as_str());
-    graph.paths.extend(outputs);
-    Ok(graph)
-}
-
 pub fn run(args: &SbomArgs) -> Result<u8> {
     let closure = args.load.load()?;
     let realised = if drvmeta::nix_store::available() {
@@ -86,7 +49,7 @@ pub fn run(args: &SbomArgs) -> Result<u8> {
         ));
     }
     let graph = if args.runtime {
-        Some(runtime_graph(&closure, &realised)?)
+        Some(RuntimeGraph::of_roots(&closure, &realised)?)
     } else {
         None
     };

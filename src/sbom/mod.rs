@@ -502,6 +502,47 @@ pub struct RuntimeGraph {
 }
 
 impl RuntimeGraph {
+    /// The runtime closure of `closure`'s roots' outputs — the realised ones
+    /// for roots realised modulo meta — from `nix-store --query --graph`.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when a root's output is not valid (it must be
+    /// built) or `nix-store` fails.
+    pub fn of_roots(closure: &Closure, realised: &Realised) -> Result<Self> {
+        let mut outputs = Vec::new();
+        for &root in closure.roots() {
+            if let Some(realised) = realised.of(root) {
+                outputs.extend(realised.iter().filter_map(|(_, p)| p.clone()));
+                continue;
+            }
+            let node = &closure.nodes()[root];
+            let recorded = crate::hashing::recorded_outputs(&node.derivation()?);
+            if recorded.iter().all(|(_, p)| p.is_some()) {
+                outputs.extend(
+                    recorded
+                        .into_iter()
+                        .filter_map(|(_, p)| p)
+                        .map(|p| closure.render(&p)),
+                );
+            } else {
+                outputs.extend(crate::nix_store::outputs_of(&closure.render(&node.path))?);
+            }
+        }
+        let invalid: BTreeSet<String> = crate::nix_store::invalid_paths(&outputs)?
+            .into_iter()
+            .collect();
+        if let Some(missing) = outputs.iter().find(|o| invalid.contains(*o)) {
+            return Err(crate::error::Error::Store(format!(
+                "--runtime needs the roots built: {missing} is not valid in the Nix store\nhint: \
+                 nix-store --realise the roots, or drvmeta realise them, first"
+            )));
+        }
+        let dot = crate::nix_store::graph(&outputs)?;
+        let mut graph = Self::from_dot(&dot, closure.store_dir().as_str());
+        graph.paths.extend(outputs);
+        Ok(graph)
+    }
+
     /// Parse `nix-store --query --graph` output (edges go from a reference
     /// to its referrer).
     #[must_use]
