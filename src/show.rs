@@ -326,17 +326,7 @@ impl Shown {
             }
             let path = node.path.to_absolute_path_in(&options.store_dir);
             let drv = node.derivation()?;
-            if !node.path_matches {
-                problems.push(format!(
-                    "{path}: inconsistent: the file's contents do not hash to its store path"
-                ));
-            }
-            problems.extend(
-                meta::inspect(&drv)
-                    .problems
-                    .into_iter()
-                    .map(|p| format!("{path}: invalid: {p}")),
-            );
+            problems.extend(node.problems()?);
             let json = derivation_json(&drv).map_err(|message| Error::Json {
                 path: path.clone(),
                 message,

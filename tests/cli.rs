@@ -404,6 +404,7 @@ fn a_renamed_drv_is_inconsistent() {
         &["strip", "--json"][..],
         &["rewrite", "--json"][..],
         &["diff", copy][..],
+        &["record", "--records", "/nonexistent/records"][..],
     ] {
         let mut args = args.to_vec();
         args.push(copy);
@@ -980,6 +981,8 @@ fn the_hash_table_fits_the_terminal_width() {
     assert_eq!(narrow.lines().count(), full.lines().count());
     assert_eq!(run(Some("80"), true), full, "--long: full paths");
     assert_eq!(run(Some("200"), false), full, "what fits is not shortened");
+    insta::assert_snapshot!("hash_table_narrow", narrow);
+    insta::assert_snapshot!("hash_table_wide", full);
 }
 
 /// Every help text, as a reviewed snapshot: a change to a flag, its help or

@@ -299,7 +299,22 @@ pub fn record(args: &RecordArgs) -> Result<u8> {
     let key = args.store.key()?;
     let mut cache = HashCache::default_dir().map(|dir| HashCache::open(&dir, &options.store_dir));
     let mut entries = Vec::new();
-    for arg in &super::resolve_inputs(&options, &args.drvs)? {
+    let drvs = super::resolve_inputs(&options, &args.drvs)?;
+    // Judged as hash judges them, before anything is recorded.
+    let mut problems = Vec::new();
+    for arg in &drvs {
+        problems.extend(drvmeta::closure::read_one(&options, arg)?.problems()?);
+    }
+    if !problems.is_empty() {
+        for problem in &problems {
+            super::ui::problem(problem);
+        }
+        bail!(
+            "{} problem(s) (drvmeta hash reports the same): nothing was recorded",
+            problems.len()
+        );
+    }
+    for arg in &drvs {
         let (path, _) = options.resolve_arg(arg)?;
         let drv = path.to_absolute_path_in(&options.store_dir);
         // The file given is the one read: a copy whose bytes do not hash to

@@ -157,6 +157,26 @@ pub struct DrvNode {
 }
 
 impl DrvNode {
+    /// What makes this derivation invalid or inconsistent without hashing
+    /// it ([`Closure::problems`]), with the messages `drvmeta hash` gives.
+    ///
+    /// # Errors
+    /// When its bytes were released.
+    pub fn problems(&self) -> Result<Vec<String>> {
+        let path = self.path.to_absolute_path_in(&self.store_dir);
+        let mut problems = Vec::new();
+        if !self.path_matches {
+            problems.push(format!(
+                "{path}: inconsistent: the file's contents do not hash to its store path"
+            ));
+        }
+        let drv = self.derivation()?;
+        for problem in crate::derivation::meta::inspect(&drv).problems {
+            problems.push(format!("{path}: invalid: {problem}"));
+        }
+        Ok(problems)
+    }
+
     /// Call `f` with the file's bytes, as read (empty once released).
     pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         let drv = self.drv.lock().unwrap_or_else(PoisonError::into_inner);
@@ -496,16 +516,7 @@ impl Closure {
     pub fn problems(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         for node in &self.nodes {
-            let path = self.render(&node.path);
-            if !node.path_matches {
-                problems.push(format!(
-                    "{path}: inconsistent: the file's contents do not hash to its store path"
-                ));
-            }
-            let drv = node.derivation()?;
-            for problem in crate::derivation::meta::inspect(&drv).problems {
-                problems.push(format!("{path}: invalid: {problem}"));
-            }
+            problems.extend(node.problems()?);
         }
         Ok(problems)
     }
