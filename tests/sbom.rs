@@ -506,3 +506,168 @@ fn a_bad_source_date_epoch_is_an_error_not_ignored() {
     let output = drvmeta_at(&["sbom", "--drv-dir", "fixtures/kernel/drvs", root], None);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
+
+/// Sources instantiated by real Nix from download URLs of well-known hosts
+/// get purls of registered types (checked with packageurl-python), type
+/// `file`, versions without archive extensions, names apart from the
+/// package built from them, and the nixpkgs `nix:fod:*` taxonomy; both
+/// documents still pass the validators.
+#[test]
+fn sources_get_matchable_identities_and_the_nixpkgs_taxonomy() {
+    let dir = tempfile::tempdir().unwrap();
+    // A letter first: a digit after `-` would start the version.
+    let nonce = format!("n{:x}", std::process::id());
+    let sources = [
+        (
+            "github",
+            "https://github.com/NixOS/nix/archive/2.34.0.tar.gz",
+            "recursive",
+            "pkg:github/nixos/nix@2.34.0",
+        ),
+        (
+            "pypi",
+            "https://files.pythonhosted.org/packages/source/r/requests/requests-2.31.0.tar.gz",
+            "flat",
+            "pkg:pypi/requests@2.31.0",
+        ),
+        (
+            "crate",
+            "https://static.crates.io/crates/serde/serde-1.0.210.crate",
+            "flat",
+            "pkg:cargo/serde@1.0.210",
+        ),
+        (
+            "npm",
+            "https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz",
+            "flat",
+            "pkg:npm/left-pad@1.3.0",
+        ),
+        (
+            "scoped",
+            "https://registry.npmjs.org/@babel/core/-/core-7.25.2.tgz",
+            "flat",
+            "pkg:npm/%40babel/core@7.25.2",
+        ),
+        (
+            "release",
+            "https://github.com/owner/tool/releases/download/v1.2.3/tool-1.2.3-linux.tar.gz",
+            "flat",
+            "pkg:github/owner/tool@v1.2.3",
+        ),
+        (
+            "crates-api",
+            "https://crates.io/api/v1/crates/serde/1.0.210/download",
+            "flat",
+            "pkg:cargo/serde@1.0.210",
+        ),
+        (
+            "gnu",
+            "mirror://gnu/hello/hello-2.12.1.tar.gz",
+            "flat",
+            "pkg:generic/hello@2.12.1?download_url=mirror://gnu/hello/hello-2.12.1.tar.gz",
+        ),
+    ];
+    let fods: Vec<String> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, (label, url, mode, _))| {
+            let hash = format!("{:064x}", i + 1);
+            format!(
+                r#"(derivation {{ name = "{label}-{nonce}-1.0.tar.gz"; system = "x86_64-linux"; builder = "builtin:fetchurl"; url = "{url}"; outputHash = "{hash}"; outputHashAlgo = "sha256"; outputHashMode = "{mode}"; }})"#
+            )
+        })
+        .collect();
+    let expr = format!(
+        r#"derivation {{ name = "github-{nonce}-1.0"; system = "x86_64-linux"; builder = "/bin/sh"; srcs = [ {} ]; }}"#,
+        fods.join(" ")
+    );
+    let file = dir.path().join("sources.nix");
+    std::fs::write(&file, expr).unwrap();
+    let root = support::run(support::nix("nix-instantiate").arg(&file), "instantiate")
+        .trim()
+        .to_owned();
+    let (cdx_file, spdx_file) = both(dir.path(), "sources", &[&root]);
+    validate(
+        std::slice::from_ref(&cdx_file),
+        std::slice::from_ref(&spdx_file),
+    );
+    let cdx = read(&cdx_file);
+    let components = cdx["components"].as_array().unwrap();
+    let property = |c: &Value, name: &str| -> Vec<String> {
+        c["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] == name)
+            .map(|p| p["value"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (label, url, mode, purl) in sources {
+        let source = components
+            .iter()
+            .find(|c| property(c, "nix:fod:url") == [url.to_owned()])
+            .unwrap_or_else(|| panic!("{label}: {cdx}"));
+        assert_eq!(source["purl"], purl, "{label}");
+        assert_eq!(source["type"], "file", "{label}");
+        assert_eq!(source["version"], "1.0", "{label}: no archive extension");
+        let method = if mode == "recursive" {
+            "fetchzip"
+        } else {
+            "fetchurl"
+        };
+        assert_eq!(property(source, "nix:fod:method"), [method], "{label}");
+        assert_eq!(property(source, "nix:fod:sha256").len(), 1, "{label}");
+    }
+    // The GitHub source shares its name with the package built from it.
+    let names: Vec<&str> = components
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&format!("github-{nonce}").as_str()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&format!("github-{nonce}-source").as_str()),
+        "{names:?}"
+    );
+
+    // Every purl parses, and its type is registered — but for the
+    // documented pkg:nix fallback of what has no better identity.
+    let purls: Vec<&str> = components
+        .iter()
+        .map(|c| c["purl"].as_str().unwrap())
+        .collect();
+    let script = r#"
+import sys
+from packageurl import PackageURL
+registered = {"alpm", "apk", "bitbucket", "bitnami", "cargo", "cocoapods", "composer", "conan",
+    "conda", "cpan", "cran", "deb", "docker", "gem", "generic", "github", "golang", "hackage",
+    "hex", "huggingface", "luarocks", "maven", "mlflow", "npm", "nuget", "oci", "pub", "pypi",
+    "qpm", "rpm", "swid", "swift"}
+for text in sys.argv[1:]:
+    purl = PackageURL.from_string(text)
+    if purl.to_string() != text:
+        sys.exit(f"{text} re-serialises as {purl.to_string()}")
+    if purl.type not in registered and purl.type != "nix":
+        sys.exit(f"{text}: unregistered type {purl.type}")
+    print(purl.type)
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(&purls)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let types = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        types.lines().filter(|t| *t == "nix").count(),
+        1,
+        "only the built package: {types}"
+    );
+}

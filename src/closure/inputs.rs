@@ -84,8 +84,9 @@ fn resolve_one(options: &LoadOptions, arg: &str, out: &mut Resolution) -> Result
         out.drvs.push(arg.to_owned());
         return Ok(());
     }
-    // A flake installable: `<flake ref>#<attribute>`.
-    if arg.contains('#') {
+    // A flake installable: `<flake ref>#<attribute>` (a file of that name
+    // is a file).
+    if arg.contains('#') && !exists(Path::new(arg)) {
         out.notes.push(format!(
             "{arg}: a flake installable: asking Nix for its derivation (nix path-info --derivation)"
         ));

@@ -51,7 +51,14 @@ fn property(name: &str, value: impl Into<String>) -> Value {
 
 fn component(package: &Package) -> Value {
     let mut c = serde_json::Map::new();
-    c.insert("type".into(), "library".into());
+    // A fixed-output derivation is a download: a file, not the library
+    // built from it.
+    let kind = if package.fixed.is_some() {
+        "file"
+    } else {
+        "library"
+    };
+    c.insert("type".into(), kind.into());
     c.insert("bom-ref".into(), package.drv_path.clone().into());
     c.insert("name".into(), package.name.clone().into());
     if let Some(version) = &package.version {
@@ -92,11 +99,31 @@ fn component(package: &Package) -> Value {
             references.push(json!({ "type": "distribution", "url": url }));
             properties.push(property("nix:fod:url", url.clone()));
         }
-        properties.push(property("nix:fod:method", fixed.method.clone()));
-        properties.push(property(
-            "nix:fod:hash",
-            format!("{}:{}", fixed.algorithm, fixed.hex),
-        ));
+        // The nixpkgs taxonomy (doc/interoperability/cyclonedx.md).
+        if let Some(function) = &fixed.function {
+            properties.push(property("nix:fod:method", function.clone()));
+            if function == "fetchzip" {
+                properties.push(property(
+                    "nix:fod:name",
+                    package.derivation_name().to_owned(),
+                ));
+            }
+        }
+        if fixed.algorithm == "sha256" {
+            properties.push(property("nix:fod:sha256", fixed.hex.clone()));
+        } else {
+            properties.push(property(
+                "nix:fod:hash",
+                format!("{}:{}", fixed.algorithm, fixed.hex),
+            ));
+        }
+        if let Some(rev) = &fixed.rev {
+            properties.push(property("nix:fod:rev", rev.clone()));
+        }
+        if let Some(git_ref) = &fixed.git_ref {
+            properties.push(property("nix:fod:ref", git_ref.clone()));
+        }
+        properties.push(property("nix:fod:hash_mode", fixed.method.clone()));
         // The hash is the file's own only for flat downloads.
         if fixed.method == "flat"
             && let Some(alg) = hash_alg(&fixed.algorithm)

@@ -8,6 +8,7 @@
 //! [`cyclonedx`] and [`spdx`] writers render the same model.
 
 pub mod cyclonedx;
+pub mod fetchers;
 pub mod license;
 pub mod spdx;
 mod spdx_ids;
@@ -27,8 +28,17 @@ use license::License;
 /// What a fixed-output derivation downloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FixedSource {
-    /// `flat`, `recursive` (NAR), `text` or `git`.
+    /// How the output is hashed: `flat`, `nar`, `text` or `git`.
     pub method: String,
+    /// The nixpkgs fetcher function (`fetchurl`, `fetchzip`, `fetchgit`),
+    /// when it can be told ([`fetchers::fetcher_function`]).
+    pub function: Option<String>,
+    /// A git revision (40 hex digits) it fetched.
+    pub rev: Option<String>,
+    /// A git ref (a branch or tag name) it fetched.
+    pub git_ref: Option<String>,
+    /// The purl its first recognised URL gives ([`fetchers::purl_from_url`]).
+    pub purl: Option<String>,
     /// `sha1`, `sha256`, `sha512`, `md5`, `blake3`.
     pub algorithm: String,
     /// The expected hash, lowercase hex.
@@ -181,7 +191,23 @@ fn fixed_source(drv: &Derivation, attrs: Option<&Map<String, Value>>) -> Option<
     }
     let mut seen = BTreeSet::new();
     urls.retain(|u| !u.is_empty() && seen.insert(u.clone()));
+    let rev = attr(drv, attrs, "rev").filter(|r| !r.is_empty());
+    let function = fetchers::fetcher_function(
+        method.as_str(),
+        !urls.is_empty(),
+        rev.is_some() && method.as_str() == "nar",
+    );
+    let (rev, git_ref) = match rev {
+        Some(r) if r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()) => (Some(r), None),
+        Some(r) => (None, Some(r)),
+        None => (None, None),
+    };
+    let purl = urls.iter().find_map(|u| fetchers::purl_from_url(u));
     Some(FixedSource {
+        function: function.map(str::to_owned),
+        rev,
+        git_ref,
+        purl,
         method: method.as_str().to_owned(),
         algorithm: algorithm.to_owned(),
         hex: out.hash.to_owned(),
@@ -205,9 +231,17 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
         .filter(|_| text(meta, "version").is_some())
         .or_else(|| attr(&drv, attrs, "pname"))
         .unwrap_or(split);
+    let fixed = fixed_source(&drv, attrs);
     let version = text(meta, "version")
         .or_else(|| attr(&drv, attrs, "version"))
-        .or(split_version);
+        .or(split_version)
+        .map(|v| {
+            if fixed.is_some() {
+                fetchers::clean_version(&v).to_owned()
+            } else {
+                v
+            }
+        });
     let identifiers = meta
         .and_then(|m| m.get("identifiers"))
         .and_then(Value::as_object);
@@ -215,10 +249,13 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
         .and_then(|i| i.get("cpe"))
         .and_then(Value::as_str)
         .map(str::to_owned);
+    // An identity from meta first, then one derived from a download URL,
+    // and pkg:nix (not a registered purl type) only as the fallback.
     let purl = identifiers
         .and_then(|i| i.get("purl"))
         .and_then(Value::as_str)
         .map(str::to_owned)
+        .or_else(|| fixed.as_ref().and_then(|f| f.purl.clone()))
         .unwrap_or_else(|| purl_of(&name, version.as_deref()));
     let licenses = meta
         .and_then(|m| m.get("license"))
@@ -272,12 +309,22 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
         source_provenance,
         outputs,
         classic_outputs: None,
-        fixed: fixed_source(&drv, attrs),
+        fixed,
         provenance: meta.map(KernelProvenance::from_meta).unwrap_or_default(),
         opted_in: meta::inspect(&drv).opt_in,
         depends_on,
     };
     Ok((package, warnings))
+}
+
+impl Package {
+    /// The derivation's name (its store path's, without hash and `.drv`).
+    #[must_use]
+    pub fn derivation_name(&self) -> &str {
+        let base = self.drv_path.rsplit('/').next().unwrap_or(&self.drv_path);
+        let name = base.split_once('-').map_or(base, |(_, name)| name);
+        name.strip_suffix(".drv").unwrap_or(name)
+    }
 }
 
 /// `pkg:nix/<name>@<version>` with the name and version percent-encoded.
@@ -473,6 +520,17 @@ pub fn build(
     for (package, found) in built {
         packages.push(package);
         warnings.extend(found);
+    }
+    // A source is named apart from the package built from it.
+    let built_names: BTreeSet<String> = packages
+        .iter()
+        .filter(|p| p.fixed.is_none())
+        .map(|p| p.name.clone())
+        .collect();
+    for package in &mut packages {
+        if package.fixed.is_some() && built_names.contains(&package.name) {
+            package.name.push_str("-source");
+        }
     }
     packages.sort_by(|a, b| a.drv_path.cmp(&b.drv_path));
     let mut roots: Vec<String> = closure

@@ -33,6 +33,16 @@ fn license_ref(name: &str) -> String {
     format!("LicenseRef-{}", sanitize(name))
 }
 
+/// Whether SPDX accepts `url` as a download location: a URL of a scheme
+/// it knows (Nix's `mirror://` is not one; it stays in the comment).
+fn is_download_location(url: &str) -> bool {
+    [
+        "https://", "http://", "ftp://", "sftp://", "git+", "git://", "svn+", "hg+", "bzr+",
+    ]
+    .iter()
+    .any(|scheme| url.starts_with(scheme))
+}
+
 fn declared(licenses: &[License], extracted: &mut BTreeMap<String, String>) -> String {
     if licenses.is_empty() {
         return "NOASSERTION".to_owned();
@@ -61,7 +71,7 @@ fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
     let download = p
         .fixed
         .as_ref()
-        .and_then(|f| f.urls.first().cloned())
+        .and_then(|f| f.urls.iter().find(|u| is_download_location(u)).cloned())
         .unwrap_or_else(|| "NOASSERTION".to_owned());
     out.insert("downloadLocation".into(), download.into());
     out.insert("filesAnalyzed".into(), false.into());
@@ -122,7 +132,16 @@ fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
         }
     }
     if let Some(fixed) = &p.fixed {
-        comment.push(format!("nix:fod:method={}", fixed.method));
+        if let Some(function) = &fixed.function {
+            comment.push(format!("nix:fod:method={function}"));
+        }
+        comment.push(format!("nix:fod:hash_mode={}", fixed.method));
+        if let Some(rev) = &fixed.rev {
+            comment.push(format!("nix:fod:rev={rev}"));
+        }
+        if let Some(git_ref) = &fixed.git_ref {
+            comment.push(format!("nix:fod:ref={git_ref}"));
+        }
         comment.push(format!("nix:fod:hash={}:{}", fixed.algorithm, fixed.hex));
     }
     for (name, revision) in [
