@@ -671,3 +671,151 @@ for text in sys.argv[1:]:
         "only the built package: {types}"
     );
 }
+
+/// `ntia-conformance-checker` (the reference tool) on drvmeta's SPDX: with
+/// maintainers in `__meta` it conforms; without, drvmeta writes
+/// NOASSERTION, says what is missing, and `--supplier` fills it.
+#[test]
+fn ntia_minimum_elements_from_meta_or_the_command_line() {
+    let ntia = |file: &Path| -> Value {
+        let output = Command::new("ntia-checker")
+            .args(["-r", "json"])
+            .arg(file)
+            .output()
+            .expect("ntia-checker runs (pip install ntia-conformance-checker)");
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+            panic!(
+                "ntia-checker: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root =
+        std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root")).unwrap();
+    let root = root.trim();
+    // The kernel example names no maintainer: NOASSERTION, and a warning.
+    let file = dir.path().join("kernel.spdx.json");
+    let output = drvmeta(&[
+        "sbom",
+        "--format",
+        "spdx",
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        "-o",
+        file.to_str().unwrap(),
+        root,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("5 of 5 component(s) have no supplier"),
+        "{}",
+        stderr(&output)
+    );
+    let report = ntia(&file);
+    assert_eq!(report["isNtiaConformant"], false, "{report}");
+    assert_eq!(
+        report["componentSuppliers"]["nonconformantComponents"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5,
+        "{report}"
+    );
+    let spdx = read(&file);
+    assert!(
+        spdx["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["supplier"] == "NOASSERTION")
+    );
+    // --supplier for what meta does not say, --author for the document.
+    let file = dir.path().join("supplied.spdx.json");
+    let output = drvmeta(&[
+        "sbom",
+        "--format",
+        "spdx",
+        "--supplier",
+        "Kernel Team <kernels@example.org>",
+        "--author",
+        "Ada <ada@example.org>",
+        "--drv-dir",
+        "fixtures/kernel/drvs",
+        "-o",
+        file.to_str().unwrap(),
+        root,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("no supplier"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(ntia(&file)["isNtiaConformant"], true);
+    let spdx = read(&file);
+    assert!(
+        spdx["creationInfo"]["creators"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("Person: Ada (ada@example.org)"))
+    );
+
+    // A closure whose __meta carries maintainers, instantiated by Nix:
+    // conformant as it is, in both formats, both valid.
+    let nonce = format!("n{:x}", std::process::id());
+    let expr = format!(
+        r#"let mk = name: maintainers: deps: derivation {{
+      inherit name deps; system = "x86_64-linux"; builder = "/bin/sh";
+      __structuredAttrs = true;
+      __meta = {{ inherit maintainers; description = name; }};
+    }};
+    lib = mk "ntia-lib-{nonce}-1.0" [ {{ name = "Ada"; email = "ada@example.org"; github = "ada"; }} ] [ ];
+in mk "ntia-app-{nonce}-2.0" [ "Bob <bob@example.org>" ] [ lib ]"#
+    );
+    let nix_file = dir.path().join("ntia.nix");
+    std::fs::write(&nix_file, expr).unwrap();
+    let app = support::run(
+        support::nix("nix-instantiate").arg(&nix_file),
+        "instantiate",
+    )
+    .trim()
+    .to_owned();
+    let (cdx_file, spdx_file) = both(dir.path(), "maintained", &[&app]);
+    validate(
+        std::slice::from_ref(&cdx_file),
+        std::slice::from_ref(&spdx_file),
+    );
+    let report = ntia(&spdx_file);
+    assert_eq!(report["isNtiaConformant"], true, "{report}");
+    let spdx = read(&spdx_file);
+    let suppliers: BTreeSet<&str> = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["supplier"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        suppliers,
+        BTreeSet::from([
+            "Person: Ada (ada@example.org)",
+            "Person: Bob (bob@example.org)"
+        ])
+    );
+    let cdx = read(&cdx_file);
+    assert_eq!(
+        cdx["metadata"]["component"]["name"],
+        format!("ntia-app-{nonce}")
+    );
+    assert_eq!(cdx["metadata"]["component"]["version"], "2.0");
+    assert_eq!(cdx["compositions"][0]["aggregate"], "complete");
+    let lib = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == format!("ntia-lib-{nonce}"))
+        .unwrap();
+    assert_eq!(lib["supplier"]["name"], "Ada");
+    assert_eq!(lib["authors"][0]["email"], "ada@example.org");
+}

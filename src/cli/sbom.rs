@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use drvmeta::sbom::parties::Party;
 use drvmeta::sbom::{Realised, RuntimeGraph};
 
-use super::{EXIT_OK, LoadArgs};
+use super::{EXIT_OK, LoadArgs, UsageError};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Format {
@@ -29,6 +30,15 @@ pub struct SbomArgs {
     /// the default is the whole build-time closure.
     #[arg(long)]
     runtime: bool,
+    /// The supplier of every component whose __meta names none (vendor,
+    /// maintainers, a GitHub/GitLab homepage): "Name" or "Name <email>", an
+    /// organization. Without it such components say NOASSERTION.
+    #[arg(long, value_name = "NAME")]
+    supplier: Option<String>,
+    /// An author of the document, besides drvmeta (repeatable): "Name" or
+    /// "Name <email>", a person.
+    #[arg(long, value_name = "NAME")]
+    author: Vec<String>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -53,7 +63,33 @@ pub fn run(args: &SbomArgs) -> Result<u8> {
     } else {
         None
     };
-    let sbom = drvmeta::sbom::build(&closure, graph.as_ref(), &realised)?;
+    let party = |text: &str, person: bool, flag: &str| {
+        Party::parse(text, person).ok_or_else(|| {
+            UsageError(format!(
+                "{flag} {text:?}: give \"Name\" or \"Name <email>\""
+            ))
+        })
+    };
+    let supplier = args
+        .supplier
+        .as_deref()
+        .map(|s| party(s, false, "--supplier"))
+        .transpose()?;
+    let authors = args
+        .author
+        .iter()
+        .map(|a| party(a, true, "--author"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sbom = drvmeta::sbom::build(&closure, graph.as_ref(), &realised)?;
+    let missing = sbom.with_parties(supplier.as_ref(), &authors);
+    if missing > 0 {
+        super::ui::warning(&format!(
+            "{missing} of {} component(s) have no supplier (no __meta vendor, maintainers or \
+             GitHub/GitLab homepage): written as NOASSERTION, which NTIA's minimum elements do \
+             not accept\nhint: --supplier \"Name <email>\" for what meta does not say",
+            sbom.packages.len()
+        ));
+    }
     for warning in &sbom.warnings {
         super::ui::warning(warning);
     }

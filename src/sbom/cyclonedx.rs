@@ -49,6 +49,14 @@ fn property(name: &str, value: impl Into<String>) -> Value {
     json!({ "name": name, "value": value.into() })
 }
 
+/// CycloneDX's organizationalContact.
+fn contact(party: &crate::sbom::parties::Party) -> Value {
+    match &party.email {
+        Some(email) => json!({ "name": party.name, "email": email }),
+        None => json!({ "name": party.name }),
+    }
+}
+
 fn component(package: &Package) -> Value {
     let mut c = serde_json::Map::new();
     // A fixed-output derivation is a download: a file, not the library
@@ -66,6 +74,23 @@ fn component(package: &Package) -> Value {
     }
     if let Some(description) = &package.description {
         c.insert("description".into(), description.clone().into());
+    }
+    if let Some(supplier) = &package.supplier {
+        c.insert(
+            "supplier".into(),
+            json!({ "name": supplier.name, "contact": [contact(supplier)] }),
+        );
+    }
+    if !package.authors.is_empty() {
+        c.insert(
+            "authors".into(),
+            package
+                .authors
+                .iter()
+                .map(contact)
+                .collect::<Vec<_>>()
+                .into(),
+        );
     }
     if let Some(licenses) = licenses(&package.licenses) {
         c.insert("licenses".into(), licenses);
@@ -213,45 +238,67 @@ pub struct Document<'a> {
     metadata: Value,
     components: Components<'a>,
     dependencies: Dependencies<'a>,
+    compositions: Value,
 }
 
 /// The CycloneDX 1.6 document for `sbom` (serialise it with `serde_json`).
 #[must_use]
 pub fn document(sbom: &Sbom) -> Document<'_> {
-    let subject_name = match sbom.roots.as_slice() {
-        [one] => sbom
-            .packages
-            .iter()
-            .find(|p| &p.drv_path == one)
-            .map_or_else(|| "closure".to_owned(), |p| p.name.clone()),
-        _ => "closure".to_owned(),
+    // The real root when there is one (name, version, purl), else a named
+    // collection of the roots.
+    let root = match sbom.roots.as_slice() {
+        [one] => sbom.packages.iter().find(|p| &p.drv_path == one),
+        _ => None,
     };
+    let mut subject = json!({
+        "type": "application",
+        "bom-ref": ROOTS_REF,
+        "name": root.map_or_else(
+            || format!("closure of {} roots", sbom.roots.len()),
+            |p| p.name.clone()
+        ),
+        "description": format!(
+            "{} closure of {}",
+            if sbom.runtime { "runtime" } else { "build-time" },
+            sbom.roots.join(", ")
+        ),
+    });
+    if let Some(root) = root {
+        if let Some(version) = &root.version {
+            subject["version"] = version.clone().into();
+        }
+        subject["purl"] = root.purl.clone().into();
+        if let Some(supplier) = &root.supplier {
+            subject["supplier"] = json!({ "name": supplier.name, "contact": [contact(supplier)] });
+        }
+    }
+    let mut metadata = json!({
+        "timestamp": sbom.timestamp.clone(),
+        "lifecycles": [{ "phase": if sbom.runtime { "post-build" } else { "pre-build" } }],
+        "tools": { "components": [{
+            "type": "application",
+            "name": "drvmeta",
+            "version": env!("CARGO_PKG_VERSION"),
+        }] },
+        "component": subject,
+    });
+    if !sbom.authors.is_empty() {
+        metadata["authors"] = sbom.authors.iter().map(contact).collect::<Vec<_>>().into();
+    }
+    // Every derivation of the closure (or every output the roots reference)
+    // is listed with all its dependencies: the inventory is complete.
+    let refs: Vec<&str> = std::iter::once(ROOTS_REF)
+        .chain(sbom.packages.iter().map(|p| p.drv_path.as_str()))
+        .collect();
     Document {
         schema: "http://cyclonedx.org/schema/bom-1.6.schema.json",
         bom_format: "CycloneDX",
         spec_version: "1.6",
         serial_number: serial_number(&sbom.roots, sbom.runtime),
         version: 1,
-        metadata: json!({
-            "timestamp": sbom.timestamp.clone(),
-            "lifecycles": [{ "phase": if sbom.runtime { "post-build" } else { "pre-build" } }],
-            "tools": { "components": [{
-                "type": "application",
-                "name": "drvmeta",
-                "version": env!("CARGO_PKG_VERSION"),
-            }] },
-            "component": {
-                "type": "application",
-                "bom-ref": ROOTS_REF,
-                "name": subject_name,
-                "description": format!(
-                    "{} closure of {}",
-                    if sbom.runtime { "runtime" } else { "build-time" },
-                    sbom.roots.join(", ")
-                ),
-            },
-        }),
+        metadata,
         components: Components(sbom),
         dependencies: Dependencies(sbom),
+        compositions: json!([{ "aggregate": "complete", "assemblies": refs, "dependencies": refs }]),
     }
 }

@@ -10,6 +10,7 @@
 pub mod cyclonedx;
 pub mod fetchers;
 pub mod license;
+pub mod parties;
 pub mod spdx;
 mod spdx_ids;
 
@@ -83,6 +84,10 @@ pub struct Package {
     pub opted_in: bool,
     /// The `bom-ref`s this package depends on.
     pub depends_on: Vec<String>,
+    /// Who supplies it ([`parties::supplier`]; `None`: NOASSERTION).
+    pub supplier: Option<parties::Party>,
+    /// Its maintainers (`meta.maintainers`).
+    pub authors: Vec<parties::Party>,
 }
 
 /// A whole SBOM.
@@ -98,6 +103,8 @@ pub struct Sbom {
     pub runtime: bool,
     /// The document's creation time ([`timestamp`]).
     pub timestamp: String,
+    /// Who wrote the document, besides drvmeta (`sbom --author`).
+    pub authors: Vec<parties::Party>,
 }
 
 /// Split `name-1.2.3` at the first `-` followed by a digit.
@@ -313,8 +320,31 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
         provenance: meta.map(KernelProvenance::from_meta).unwrap_or_default(),
         opted_in: meta::inspect(&drv).opt_in,
         depends_on,
+        supplier: parties::supplier(meta, text(meta, "homepage").as_deref()),
+        authors: parties::maintainers(meta),
     };
     Ok((package, warnings))
+}
+
+impl Sbom {
+    /// Give `supplier` to every component whose meta names none, and
+    /// `authors` to the document; returns how many components still have
+    /// no supplier (written as NOASSERTION).
+    pub fn with_parties(
+        &mut self,
+        supplier: Option<&parties::Party>,
+        authors: &[parties::Party],
+    ) -> usize {
+        self.authors = authors.to_vec();
+        let mut missing = 0;
+        for package in &mut self.packages {
+            if package.supplier.is_none() {
+                package.supplier = supplier.cloned();
+            }
+            missing += usize::from(package.supplier.is_none());
+        }
+        missing
+    }
 }
 
 impl Package {
@@ -546,6 +576,7 @@ pub fn build(
         warnings,
         runtime: runtime.is_some(),
         timestamp: timestamp()?,
+        authors: Vec::new(),
     })
 }
 

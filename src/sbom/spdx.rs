@@ -68,6 +68,15 @@ fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
     if let Some(version) = &p.version {
         out.insert("versionInfo".into(), version.clone().into());
     }
+    // NTIA's supplier: from meta or --supplier, else NOASSERTION (never
+    // invented).
+    out.insert(
+        "supplier".into(),
+        p.supplier
+            .as_ref()
+            .map_or_else(|| "NOASSERTION".to_owned(), super::parties::Party::spdx)
+            .into(),
+    );
     let download = p
         .fixed
         .as_ref()
@@ -217,6 +226,7 @@ pub struct Document<'a> {
     namespace: String,
     #[serde(rename = "creationInfo")]
     creation_info: Value,
+    comment: String,
     packages: Packages<'a>,
     relationships: Relationships<'a>,
     #[serde(
@@ -250,8 +260,20 @@ pub fn document(sbom: &Sbom) -> Document<'_> {
         ),
         creation_info: json!({
             "created": sbom.timestamp.clone(),
-            "creators": [format!("Tool: drvmeta-{}", env!("CARGO_PKG_VERSION"))],
+            "creators": std::iter::once(format!("Tool: drvmeta-{}", env!("CARGO_PKG_VERSION")))
+                .chain(sbom.authors.iter().map(super::parties::Party::spdx))
+                .collect::<Vec<_>>(),
         }),
+        // SPDX 2.3 has no field for it: the SBOM type (CISA's terms) goes
+        // in the document comment.
+        comment: format!(
+            "SBOM type: {} (CISA). drvmeta read the derivations, no evaluation.",
+            if sbom.runtime {
+                "Deployed — the runtime closure of built outputs"
+            } else {
+                "Build — the build-time closure of derivations"
+            }
+        ),
         packages: Packages(sbom),
         relationships: Relationships(sbom),
         extracted: extracted
