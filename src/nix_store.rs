@@ -289,3 +289,71 @@ fn spawn_error_of(tool: &str, error: &std::io::Error) -> Error {
         Error::Store(format!("cannot run {tool}: {error}"))
     }
 }
+
+/// What the Nix database records about a valid store path (a narinfo).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathInfo {
+    /// The path.
+    pub path: String,
+    /// The NAR hash as Nix prints it in JSON (SRI: `sha256-<base64>`).
+    pub nar_hash: String,
+    /// The NAR size in bytes.
+    pub nar_size: u64,
+    /// The store paths it references.
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// The derivation that produced it, when known.
+    #[serde(default)]
+    pub deriver: Option<String>,
+    /// Signatures (`key-name:base64`).
+    #[serde(default)]
+    pub signatures: Vec<String>,
+    /// Its content address, for content-addressed paths.
+    #[serde(default)]
+    pub ca: Option<String>,
+}
+
+impl PathInfo {
+    /// The NAR's SHA-256 digest (decoded from [`Self::nar_hash`]).
+    #[must_use]
+    pub fn nar_sha256(&self) -> Option<[u8; 32]> {
+        use base64::Engine as _;
+        let encoded = self.nar_hash.strip_prefix("sha256-")?;
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?
+            .try_into()
+            .ok()
+    }
+}
+
+/// `nix path-info --json` of `paths` (valid paths; one call per 1,000).
+///
+/// # Errors
+/// When `nix` cannot be run or fails, or prints something else.
+pub fn path_infos(paths: &[String]) -> Result<Vec<PathInfo>> {
+    let mut infos = Vec::with_capacity(paths.len());
+    for chunk in paths.chunks(1000) {
+        let output = Command::new("nix")
+            .args([
+                "--extra-experimental-features",
+                "nix-command",
+                "path-info",
+                "--json",
+            ])
+            .args(chunk)
+            .output()
+            .map_err(|e| spawn_error_of("nix", &e))?;
+        if !output.status.success() {
+            return Err(Error::Store(format!(
+                "nix path-info --json failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        let parsed: Vec<PathInfo> = serde_json::from_slice(&output.stdout)
+            .map_err(|e| Error::Store(format!("nix path-info --json printed no path list: {e}")))?;
+        infos.extend(parsed);
+    }
+    Ok(infos)
+}

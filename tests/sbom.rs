@@ -446,6 +446,49 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
     let (cdx_file, spdx_file) = both(dir.path(), "runtime", &["--runtime", drv]);
     validate(std::slice::from_ref(&cdx_file), &[spdx_file]);
     let cdx = read(&cdx_file);
+    // narinfo as Nix records it: the paths are exactly the runtime closure
+    // (nix-store -qR), each NAR hash nix-store --query --hash's.
+    let outputs = support::run(
+        support::nix("nix-store").args(["--query", "--outputs", drv]),
+        "outputs",
+    );
+    let closure: BTreeSet<String> = support::run(
+        support::nix("nix-store").arg("-qR").args(outputs.lines()),
+        "closure",
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    let mut narinfo = BTreeSet::new();
+    for component in cdx["components"].as_array().unwrap() {
+        let props = component["properties"].as_array().unwrap();
+        let values = |name: &str| -> Vec<String> {
+            props
+                .iter()
+                .filter(|p| p["name"] == name)
+                .map(|p| p["value"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let (paths, hashes) = (
+            values("nix:narinfo:store_path"),
+            values("nix:narinfo:nar_hash"),
+        );
+        assert_eq!(paths.len(), hashes.len());
+        for (path, hash) in paths.iter().zip(&hashes) {
+            let nix = support::run(
+                support::nix("nix-store").args(["--query", "--hash", path]),
+                "hash",
+            );
+            assert_eq!(hash, nix.trim(), "{path}");
+            narinfo.insert(path.clone());
+        }
+        assert_eq!(component["hashes"][0]["alg"], "SHA-256", "{component}");
+        assert_eq!(
+            values("nix:narinfo:deriver"),
+            [component["bom-ref"].as_str().unwrap()]
+        );
+    }
+    assert_eq!(narinfo, closure);
     let names: BTreeSet<&str> = cdx["components"]
         .as_array()
         .unwrap()

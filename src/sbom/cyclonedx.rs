@@ -110,6 +110,30 @@ fn component(package: &Package) -> Value {
             properties.push(property(&format!("nix:output:{output}"), path.clone()));
         }
     }
+    // The nixpkgs taxonomy's narinfo, in runtime SBOMs.
+    for info in &package.narinfo {
+        properties.push(property("nix:narinfo:store_path", info.path.clone()));
+        if let Some(digest) = info.nar_sha256() {
+            properties.push(property(
+                "nix:narinfo:nar_hash",
+                format!("sha256:{}", crate::derivation::nixbase32::encode(&digest)),
+            ));
+        }
+        properties.push(property("nix:narinfo:nar_size", info.nar_size.to_string()));
+        if let Some(deriver) = &info.deriver {
+            properties.push(property("nix:narinfo:deriver", deriver.clone()));
+        }
+        properties.push(property(
+            "nix:narinfo:references",
+            info.references.join(" "),
+        ));
+        for sig in &info.signatures {
+            properties.push(property("nix:narinfo:sig", sig.clone()));
+        }
+        if let Some(ca) = &info.ca {
+            properties.push(property("nix:narinfo:ca", ca.clone()));
+        }
+    }
     if let Some(classic) = &package.classic_outputs {
         // Realised modulo meta: the classic paths were never built.
         properties.push(property("nix:realised", "modulo-meta".to_owned()));
@@ -194,6 +218,15 @@ fn component(package: &Package) -> Value {
     }
     if !references.is_empty() {
         c.insert("externalReferences".into(), Value::Array(references));
+    }
+    // A built component's hash is its NAR's, when it ships one output.
+    if let (None, [info]) = (&package.fixed, package.narinfo.as_slice())
+        && let Some(digest) = info.nar_sha256()
+    {
+        c.insert(
+            "hashes".into(),
+            json!([{ "alg": "SHA-256", "content": crate::derivation::store_path::hex(&digest) }]),
+        );
     }
     c.insert("properties".into(), Value::Array(properties));
     Value::Object(c)

@@ -88,6 +88,9 @@ pub struct Package {
     pub supplier: Option<parties::Party>,
     /// Its maintainers (`meta.maintainers`).
     pub authors: Vec<parties::Party>,
+    /// In a runtime SBOM: what the Nix database records about each of its
+    /// outputs in the runtime closure.
+    pub narinfo: Vec<crate::nix_store::PathInfo>,
 }
 
 /// A whole SBOM.
@@ -322,6 +325,7 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
         depends_on,
         supplier: parties::supplier(meta, text(meta, "homepage").as_deref()),
         authors: parties::maintainers(meta),
+        narinfo: Vec::new(),
     };
     Ok((package, warnings))
 }
@@ -539,6 +543,11 @@ pub fn build(
         }
         built.retain(|(p, _)| included.contains(&p.drv_path));
         for (package, _) in &mut built {
+            package.narinfo = package
+                .outputs
+                .iter()
+                .filter_map(|(_, path)| graph.info.get(path.as_deref()?).cloned())
+                .collect();
             package.depends_on = edges
                 .remove(&package.drv_path)
                 .map(|s| s.into_iter().collect())
@@ -588,6 +597,8 @@ pub struct RuntimeGraph {
     pub paths: BTreeSet<String>,
     /// Who references whom.
     pub edges: Vec<(String, String)>,
+    /// What the Nix database records about each path (narinfo).
+    pub info: BTreeMap<String, crate::nix_store::PathInfo>,
 }
 
 impl RuntimeGraph {
@@ -629,6 +640,11 @@ impl RuntimeGraph {
         let dot = crate::nix_store::graph(&outputs)?;
         let mut graph = Self::from_dot(&dot, closure.store_dir().as_str());
         graph.paths.extend(outputs);
+        let paths: Vec<String> = graph.paths.iter().cloned().collect();
+        graph.info = crate::nix_store::path_infos(&paths)?
+            .into_iter()
+            .map(|info| (info.path.clone(), info))
+            .collect();
         Ok(graph)
     }
 

@@ -132,6 +132,19 @@ fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
             comment.push(format!("nix:output:{name}={path}"));
         }
     }
+    for info in &p.narinfo {
+        if let Some(digest) = info.nar_sha256() {
+            comment.push(format!(
+                "nix:narinfo:nar_hash:{}=sha256:{}",
+                info.path,
+                crate::derivation::nixbase32::encode(&digest)
+            ));
+        }
+        comment.push(format!(
+            "nix:narinfo:nar_size:{}={}",
+            info.path, info.nar_size
+        ));
+    }
     if let Some(classic) = &p.classic_outputs {
         comment.push("nix:realised=modulo-meta".to_owned());
         for (name, path) in classic {
