@@ -862,3 +862,52 @@ in mk "ntia-app-{nonce}-2.0" [ "Bob <bob@example.org>" ] [ lib ]"#
     assert_eq!(lib["supplier"]["name"], "Ada");
     assert_eq!(lib["authors"][0]["email"], "ada@example.org");
 }
+
+/// Every license of nixpkgs' own license set (`../shared/nixpkgs-lib`,
+/// evaluated by Nix), given as a short name, an attribute name, the
+/// attribute set or a list of it, maps to its spdxId — or, where it has
+/// none (or one newer than the SPDX list drvmeta validates against), to a
+/// named license written as LicenseRef-.
+#[test]
+fn every_nixpkgs_license_maps_to_its_spdx_id() {
+    use drvmeta::sbom::license::{License, is_spdx_id, licenses};
+    let lib = support::nixpkgs_lib();
+    let expr = format!(
+        r#"let l = (import {}).licenses;
+in builtins.listToAttrs (map (n: {{ name = n; value = l.${{n}}; }})
+   (builtins.filter (n: builtins.isAttrs l.${{n}}) (builtins.attrNames l)))"#,
+        lib.display()
+    );
+    let json = support::run(
+        support::nix("nix-instantiate").args(["--eval", "--strict", "--json", "-E", &expr]),
+        "evaluate lib.licenses",
+    );
+    let set: serde_json::Map<String, Value> = serde_json::from_str(&json).unwrap();
+    assert!(set.len() > 250, "{} licenses", set.len());
+    let mut newer_than_the_list = Vec::new();
+    for (attr, license) in &set {
+        let spdx_id = license["spdxId"].as_str().unwrap_or_default();
+        let expected = if is_spdx_id(spdx_id) {
+            License::Id(spdx_id.to_owned())
+        } else {
+            if !spdx_id.is_empty() {
+                newer_than_the_list.push(spdx_id.to_owned());
+            }
+            License::Named(license["fullName"].as_str().unwrap_or(attr).to_owned())
+        };
+        let short = license["shortName"].as_str().unwrap_or(attr);
+        for form in [
+            Value::from(short),
+            Value::from(attr.as_str()),
+            license.clone(),
+            Value::Array(vec![license.clone()]),
+        ] {
+            let mut warnings = Vec::new();
+            let got = licenses(&form, &mut warnings);
+            assert_eq!(got, std::slice::from_ref(&expected), "{attr} as {form}");
+            assert!(warnings.is_empty(), "{attr}: {warnings:?}");
+        }
+    }
+    // Only ids the SPDX list drvmeta ships does not have yet.
+    assert!(newer_than_the_list.len() <= 3, "{newer_than_the_list:?}");
+}

@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use super::nixpkgs_licenses::LICENSES;
 use super::spdx_ids::IDS;
 
 /// One license.
@@ -24,82 +25,16 @@ pub fn is_spdx_id(id: &str) -> bool {
     IDS.binary_search(&id).is_ok()
 }
 
-/// nixpkgs short names (`lib.licenses.<name>`) of common licenses.
-const NIXPKGS: &[(&str, &str)] = &[
-    ("afl3", "AFL-3.0"),
-    ("agpl3Only", "AGPL-3.0-only"),
-    ("agpl3Plus", "AGPL-3.0-or-later"),
-    ("apsl20", "APSL-2.0"),
-    ("artistic1", "Artistic-1.0"),
-    ("artistic2", "Artistic-2.0"),
-    ("asl20", "Apache-2.0"),
-    ("boost", "BSL-1.0"),
-    ("bsd0", "0BSD"),
-    ("bsd1", "BSD-1-Clause"),
-    ("bsd2", "BSD-2-Clause"),
-    ("bsd3", "BSD-3-Clause"),
-    ("bsdOriginal", "BSD-4-Clause"),
-    ("bsl11", "BUSL-1.1"),
-    ("cc-by-30", "CC-BY-3.0"),
-    ("cc-by-40", "CC-BY-4.0"),
-    ("cc-by-sa-40", "CC-BY-SA-4.0"),
-    ("cc0", "CC0-1.0"),
-    ("cddl", "CDDL-1.0"),
-    ("curl", "curl"),
-    ("epl10", "EPL-1.0"),
-    ("epl20", "EPL-2.0"),
-    ("fdl13Only", "GFDL-1.3-only"),
-    ("fdl13Plus", "GFDL-1.3-or-later"),
-    ("gpl1Only", "GPL-1.0-only"),
-    ("gpl1Plus", "GPL-1.0-or-later"),
-    ("gpl2", "GPL-2.0-only"),
-    ("gpl2Only", "GPL-2.0-only"),
-    ("gpl2Plus", "GPL-2.0-or-later"),
-    ("gpl3", "GPL-3.0-only"),
-    ("gpl3Only", "GPL-3.0-only"),
-    ("gpl3Plus", "GPL-3.0-or-later"),
-    ("hpnd", "HPND"),
-    ("ipl10", "IPL-1.0"),
-    ("isc", "ISC"),
-    ("lgpl2", "LGPL-2.0-only"),
-    ("lgpl21", "LGPL-2.1-only"),
-    ("lgpl21Only", "LGPL-2.1-only"),
-    ("lgpl21Plus", "LGPL-2.1-or-later"),
-    ("lgpl2Plus", "LGPL-2.0-or-later"),
-    ("lgpl3", "LGPL-3.0-only"),
-    ("lgpl3Only", "LGPL-3.0-only"),
-    ("lgpl3Plus", "LGPL-3.0-or-later"),
-    ("libpng", "Libpng"),
-    ("mit", "MIT"),
-    ("mit0", "MIT-0"),
-    ("mpl11", "MPL-1.1"),
-    ("mpl20", "MPL-2.0"),
-    ("ncsa", "NCSA"),
-    ("ofl", "OFL-1.1"),
-    ("openssl", "OpenSSL"),
-    ("php301", "PHP-3.01"),
-    ("postgresql", "PostgreSQL"),
-    ("psfl", "Python-2.0"),
-    ("publicDomain", "LicenseRef-publicDomain"),
-    ("sleepycat", "Sleepycat"),
-    ("unicode-dfs-2016", "Unicode-DFS-2016"),
-    ("unlicense", "Unlicense"),
-    ("upl", "UPL-1.0"),
-    ("vim", "Vim"),
-    ("w3c", "W3C"),
-    ("wtfpl", "WTFPL"),
-    ("x11", "X11"),
-    ("zlib", "Zlib"),
-    ("zpl21", "ZPL-2.1"),
-];
-
 fn from_name(name: &str) -> License {
     if is_spdx_id(name) {
         return License::Id(name.to_owned());
     }
-    match NIXPKGS.iter().find(|(short, _)| *short == name) {
-        Some((_, id)) if is_spdx_id(id) => License::Id((*id).to_owned()),
-        _ => License::Named(name.to_owned()),
+    match LICENSES.binary_search_by(|(short, _, _)| short.as_bytes().cmp(name.as_bytes())) {
+        // nixpkgs' spdxId, when the SPDX list drvmeta knows has it (an id
+        // newer than that list would make the document invalid).
+        Ok(at) if is_spdx_id(LICENSES[at].1) => License::Id(LICENSES[at].1.to_owned()),
+        Ok(at) => License::Named(LICENSES[at].2.to_owned()),
+        Err(_) => License::Named(name.to_owned()),
     }
 }
 
@@ -171,7 +106,8 @@ mod tests {
                 License::Id("GPL-3.0-or-later".into()),
                 License::Id("MIT".into()),
                 License::Named("CUDA EULA".into()),
-                License::Named("unfree".into()),
+                // nixpkgs' fullName of `unfree`.
+                License::Named("Unfree".into()),
             ]
         );
         assert_eq!(warnings.len(), 1, "{warnings:?}");

@@ -10,6 +10,7 @@
 pub mod cyclonedx;
 pub mod fetchers;
 pub mod license;
+mod nixpkgs_licenses;
 pub mod parties;
 pub mod spdx;
 mod spdx_ids;
