@@ -422,7 +422,7 @@ fn runtime_sboms_follow_references() {
     let expr = format!(
         r#"let
   mk = name: script: derivation {{ inherit name; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" script ]; nonce = "{nonce}"; }};
-  lib = mk "runtime-lib-1.0" "echo lib > $out";
+  lib = derivation {{ name = "runtime-lib-1.0"; system = "x86_64-linux"; builder = "/bin/sh"; outputs = [ "out" "dev" ]; args = [ "-c" "echo lib > $out; echo headers > $dev" ]; nonce = "{nonce}"; }};
   tool = mk "build-tool-2.0" "echo tool > $out";
 in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
 "#
@@ -483,10 +483,11 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
             narinfo.insert(path.clone());
         }
         assert_eq!(component["hashes"][0]["alg"], "SHA-256", "{component}");
-        assert_eq!(
-            values("nix:narinfo:deriver"),
-            [component["bom-ref"].as_str().unwrap()]
-        );
+        // One component per shipped output: its bom-ref is the output,
+        // tied to the derivation that built it.
+        assert_eq!(paths, [component["bom-ref"].as_str().unwrap()]);
+        assert_eq!(values("nix:store_path"), paths);
+        assert_eq!(values("nix:narinfo:deriver"), values("nix:drv_path"));
     }
     assert_eq!(narinfo, closure);
     let names: BTreeSet<&str> = cdx["components"]
@@ -498,15 +499,23 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
     assert_eq!(
         names,
         BTreeSet::from(["app", "runtime-lib"]),
-        "the build tool is not referenced at runtime"
+        "the build tool is not referenced at runtime, nor the library's dev output"
+    );
+    assert!(
+        !closure.iter().any(|p| p.ends_with("-dev")),
+        "the dev output is not shipped"
     );
     let app = cdx["dependencies"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|d| d["ref"] == drv)
+        .find(|d| d["ref"] == outputs.trim())
         .unwrap();
     assert_eq!(app["dependsOn"].as_array().unwrap().len(), 1);
+    assert!(
+        closure.contains(app["dependsOn"][0].as_str().unwrap()),
+        "dependencies are outputs: {app}"
+    );
     // Build-time: all three.
     let build = drvmeta(&["sbom", drv]);
     let build: Value = serde_json::from_slice(&build.stdout).unwrap();

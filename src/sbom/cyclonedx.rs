@@ -67,7 +67,7 @@ fn component(package: &Package) -> Value {
         "library"
     };
     c.insert("type".into(), kind.into());
-    c.insert("bom-ref".into(), package.drv_path.clone().into());
+    c.insert("bom-ref".into(), package.bom_ref.clone().into());
     c.insert("name".into(), package.name.clone().into());
     if let Some(version) = &package.version {
         c.insert("version".into(), version.clone().into());
@@ -251,7 +251,7 @@ impl Serialize for Dependencies<'_> {
             .0
             .packages
             .iter()
-            .map(|p| json!({ "ref": p.drv_path, "dependsOn": p.depends_on }));
+            .map(|p| json!({ "ref": p.bom_ref, "dependsOn": p.depends_on }));
         serializer.collect_seq(std::iter::once(subject).chain(rest))
     }
 }
@@ -280,7 +280,7 @@ pub fn document(sbom: &Sbom) -> Document<'_> {
     // The real root when there is one (name, version, purl), else a named
     // collection of the roots.
     let root = match sbom.roots.as_slice() {
-        [one] => sbom.packages.iter().find(|p| &p.drv_path == one),
+        [one] => sbom.packages.iter().find(|p| &p.bom_ref == one),
         _ => None,
     };
     let mut subject = json!({
@@ -321,7 +321,7 @@ pub fn document(sbom: &Sbom) -> Document<'_> {
     // Every derivation of the closure (or every output the roots reference)
     // is listed with all its dependencies: the inventory is complete.
     let refs: Vec<&str> = std::iter::once(ROOTS_REF)
-        .chain(sbom.packages.iter().map(|p| p.drv_path.as_str()))
+        .chain(sbom.packages.iter().map(|p| p.bom_ref.as_str()))
         .collect();
     Document {
         schema: "http://cyclonedx.org/schema/bom-1.6.schema.json",

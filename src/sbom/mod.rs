@@ -15,7 +15,7 @@ pub mod parties;
 pub mod spdx;
 mod spdx_ids;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::derivation::{Derivation, OutputKind};
 use rayon::prelude::*;
@@ -52,8 +52,11 @@ pub struct FixedSource {
 /// One component: a derivation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Package {
-    /// Its store path (the `bom-ref`).
+    /// The derivation's store path.
     pub drv_path: String,
+    /// Its reference in the document: the derivation's store path, or in a
+    /// runtime SBOM the output's (one component per shipped output).
+    pub bom_ref: String,
     /// Package name.
     pub name: String,
     /// Version, when known.
@@ -309,6 +312,7 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
     depends_on.sort();
     depends_on.dedup();
     let package = Package {
+        bom_ref: path.clone(),
         drv_path: path,
         name,
         version,
@@ -505,61 +509,73 @@ pub fn build(
         }
         built.push((package, warnings));
     }
+    let mut roots: Vec<String> = closure
+        .roots()
+        .iter()
+        .map(|&r| closure.render(&nodes[r].path))
+        .collect();
     if let Some(graph) = runtime {
-        // Keep the derivations owning a path of the runtime closure (and the
-        // roots); dependencies follow the references between outputs.
-        let owner: HashMap<&str, &str> = built
-            .iter()
-            .flat_map(|(p, _)| {
-                p.outputs
-                    .iter()
-                    .chain(p.classic_outputs.iter().flatten())
-                    .filter_map(|(_, o)| o.as_deref())
-                    .map(|o| (o, p.drv_path.as_str()))
-            })
-            .collect();
-        let mut included: BTreeSet<String> = graph
-            .paths
-            .iter()
-            .filter_map(|path| owner.get(path.as_str()))
-            .map(|drv| (*drv).to_owned())
-            .collect();
-        included.extend(
-            closure
-                .roots()
-                .iter()
-                .map(|&r| closure.render(&nodes[r].path)),
-        );
-        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (referrer, reference) in &graph.edges {
-            if let (Some(from), Some(to)) =
-                (owner.get(referrer.as_str()), owner.get(reference.as_str()))
-                && from != to
-            {
-                edges
-                    .entry((*from).to_owned())
-                    .or_default()
-                    .insert((*to).to_owned());
+        // One component per output of the runtime closure, tied to its
+        // derivation (nix:drv_path); dependencies follow the references
+        // between the outputs.
+        let mut shipped: Vec<(Package, Vec<String>)> = Vec::new();
+        for (package, warnings) in &built {
+            for (output, path) in &package.outputs {
+                let Some(path) = path.as_ref().filter(|p| graph.paths.contains(*p)) else {
+                    continue;
+                };
+                let mut one = package.clone();
+                one.bom_ref = path.clone();
+                if output != "out" {
+                    one.name = format!("{}-{output}", package.name);
+                }
+                one.outputs = vec![(output.clone(), Some(path.clone()))];
+                one.narinfo = graph.info.get(path).cloned().into_iter().collect();
+                shipped.push((one, warnings.clone()));
             }
         }
-        built.retain(|(p, _)| included.contains(&p.drv_path));
-        for (package, _) in &mut built {
-            package.narinfo = package
-                .outputs
-                .iter()
-                .filter_map(|(_, path)| graph.info.get(path.as_deref()?).cloned())
-                .collect();
+        let components: BTreeSet<&str> = shipped.iter().map(|(p, _)| p.bom_ref.as_str()).collect();
+        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (referrer, reference) in &graph.edges {
+            if referrer != reference
+                && components.contains(referrer.as_str())
+                && components.contains(reference.as_str())
+            {
+                edges
+                    .entry(referrer.clone())
+                    .or_default()
+                    .insert(reference.clone());
+            }
+        }
+        for (package, _) in &mut shipped {
             package.depends_on = edges
-                .remove(&package.drv_path)
+                .remove(&package.bom_ref)
                 .map(|s| s.into_iter().collect())
                 .unwrap_or_default();
         }
+        // The roots are their shipped outputs.
+        roots = roots
+            .iter()
+            .flat_map(|root| {
+                shipped
+                    .iter()
+                    .filter(move |(p, _)| &p.drv_path == root)
+                    .map(|(p, _)| p.bom_ref.clone())
+            })
+            .collect();
+        built = shipped;
     }
     let mut packages = Vec::with_capacity(built.len());
     let mut warnings = Vec::new();
+    let mut seen_warnings = BTreeSet::new();
     for (package, found) in built {
         packages.push(package);
-        warnings.extend(found);
+        // A derivation shipping several outputs warned once.
+        warnings.extend(
+            found
+                .into_iter()
+                .filter(|w| seen_warnings.insert(w.clone())),
+        );
     }
     // A source is named apart from the package built from it.
     let built_names: BTreeSet<String> = packages
@@ -572,12 +588,7 @@ pub fn build(
             package.name.push_str("-source");
         }
     }
-    packages.sort_by(|a, b| a.drv_path.cmp(&b.drv_path));
-    let mut roots: Vec<String> = closure
-        .roots()
-        .iter()
-        .map(|&r| closure.render(&nodes[r].path))
-        .collect();
+    packages.sort_by(|a, b| a.bom_ref.cmp(&b.bom_ref));
     let mut seen = BTreeSet::new();
     roots.retain(|r| seen.insert(r.clone()));
     Ok(Sbom {

@@ -63,7 +63,7 @@ fn declared(licenses: &[License], extracted: &mut BTreeMap<String, String>) -> S
 
 fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
     let mut out = serde_json::Map::new();
-    out.insert("SPDXID".into(), spdx_id(&p.drv_path).into());
+    out.insert("SPDXID".into(), spdx_id(&p.bom_ref).into());
     out.insert("name".into(), p.name.clone().into());
     if let Some(version) = &p.version {
         out.insert("versionInfo".into(), version.clone().into());
@@ -215,7 +215,7 @@ impl Serialize for Relationships<'_> {
         let depends = self.0.packages.iter().flat_map(|p| {
             p.depends_on.iter().map(move |dependency| {
                 json!({
-                    "spdxElementId": spdx_id(&p.drv_path),
+                    "spdxElementId": spdx_id(&p.bom_ref),
                     "relationshipType": "DEPENDS_ON",
                     "relatedSpdxElement": spdx_id(dependency),
                 })
