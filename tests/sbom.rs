@@ -516,10 +516,59 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
         closure.contains(app["dependsOn"][0].as_str().unwrap()),
         "dependencies are outputs: {app}"
     );
-    // Build-time: all three.
-    let build = drvmeta(&["sbom", drv]);
-    let build: Value = serde_json::from_slice(&build.stdout).unwrap();
-    assert_eq!(build["components"].as_array().unwrap().len(), 3);
+    // Build-time: all three; the roots are built, so what is not shipped
+    // (the tool) is marked needed to build only — CycloneDX scope
+    // excluded, SPDX BUILD_DEPENDENCY_OF — and both documents validate.
+    let (cdx_file, spdx_file) = both(dir.path(), "build-time", &[drv]);
+    validate(
+        std::slice::from_ref(&cdx_file),
+        std::slice::from_ref(&spdx_file),
+    );
+    let build = read(&cdx_file);
+    let components = build["components"].as_array().unwrap();
+    assert_eq!(components.len(), 3);
+    for component in components {
+        let excluded = component["scope"] == "excluded";
+        assert_eq!(excluded, component["name"] == "build-tool", "{component}");
+    }
+    let spdx = read(&spdx_file);
+    let kinds: Vec<(&str, &str)> = spdx["relationships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["relationshipType"].as_str().unwrap(),
+                r["spdxElementId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds
+            .iter()
+            .any(|(kind, from)| *kind == "BUILD_DEPENDENCY_OF" && from.contains("build-tool")),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|(kind, _)| *kind == "BUILD_DEPENDENCY_OF")
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+    // The build-only component stays reachable from the roots for the
+    // reference checker (DEPENDS_ON is kept beside BUILD_DEPENDENCY_OF).
+    let report = Command::new("ntia-checker")
+        .args(["-r", "json"])
+        .arg(&spdx_file)
+        .output()
+        .expect("ntia-checker runs");
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(
+        report["graphValidation"]["floatingComponents"]["floatingComponentCount"], 0,
+        "{report}"
+    );
 }
 
 #[test]
@@ -748,6 +797,9 @@ fn ntia_minimum_elements_from_meta_or_the_command_line() {
         std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root")).unwrap();
     let root = root.trim();
     // The kernel example names no maintainer: NOASSERTION, and a warning.
+    // (Without nix on PATH: the document does not depend on what other
+    // tests realised of the fixture in this store.)
+    let drvmeta = |args: &[&str]| drvmeta_with(args, Some("1767225600"), false);
     let file = dir.path().join("kernel.spdx.json");
     let output = drvmeta(&[
         "sbom",

@@ -80,7 +80,18 @@ pub fn run(args: &SbomArgs) -> Result<u8> {
         .iter()
         .map(|a| party(a, true, "--author"))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut sbom = drvmeta::sbom::build(&closure, graph.as_ref(), &realised)?;
+    // A build-time SBOM of built roots tells what is needed to build only.
+    let shipped = if args.runtime || !drvmeta::nix_store::available() {
+        None
+    } else {
+        RuntimeGraph::of_built_roots(&closure, &realised)?.ok()
+    };
+    let mut sbom = drvmeta::sbom::build(
+        &closure,
+        graph.as_ref(),
+        &realised,
+        shipped.as_ref().map(|g| &g.paths),
+    )?;
     let missing = sbom.with_parties(supplier.as_ref(), &authors);
     if missing > 0 {
         super::ui::warning(&format!(

@@ -67,6 +67,10 @@ fn component(package: &Package) -> Value {
         "library"
     };
     c.insert("type".into(), kind.into());
+    if package.build_only {
+        // Needed to build, not shipped: CycloneDX's scope for it.
+        c.insert("scope".into(), "excluded".into());
+    }
     c.insert("bom-ref".into(), package.bom_ref.clone().into());
     c.insert("name".into(), package.name.clone().into());
     if let Some(version) = &package.version {

@@ -95,6 +95,9 @@ pub struct Package {
     /// In a runtime SBOM: what the Nix database records about each of its
     /// outputs in the runtime closure.
     pub narinfo: Vec<crate::nix_store::PathInfo>,
+    /// In a build-time SBOM of built roots: none of its outputs is in the
+    /// roots' runtime closure (needed to build only).
+    pub build_only: bool,
 }
 
 /// A whole SBOM.
@@ -331,6 +334,7 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
         supplier: parties::supplier(meta, text(meta, "homepage").as_deref()),
         authors: parties::maintainers(meta),
         narinfo: Vec::new(),
+        build_only: false,
     };
     Ok((package, warnings))
 }
@@ -493,6 +497,7 @@ pub fn build(
     closure: &Closure,
     runtime: Option<&RuntimeGraph>,
     realised: &Realised,
+    shipped: Option<&BTreeSet<String>>,
 ) -> Result<Sbom> {
     let nodes = closure.nodes();
     // Every derivation is read once, in parallel.
@@ -514,6 +519,17 @@ pub fn build(
         .iter()
         .map(|&r| closure.render(&nodes[r].path))
         .collect();
+    if let (None, Some(shipped)) = (runtime, shipped) {
+        // A build-time SBOM of built roots: what is not shipped is needed
+        // to build only.
+        for (package, _) in &mut built {
+            package.build_only = !package
+                .outputs
+                .iter()
+                .chain(package.classic_outputs.iter().flatten())
+                .any(|(_, path)| path.as_ref().is_some_and(|p| shipped.contains(p)));
+        }
+    }
     if let Some(graph) = runtime {
         // One component per output of the runtime closure, tied to its
         // derivation (nix:drv_path); dependencies follow the references
@@ -621,6 +637,23 @@ impl RuntimeGraph {
     /// [`Error::Store`] when a root's output is not valid (it must be
     /// built) or `nix-store` fails.
     pub fn of_roots(closure: &Closure, realised: &Realised) -> Result<Self> {
+        match Self::of_built_roots(closure, realised)? {
+            Ok(graph) => Ok(graph),
+            Err(missing) => Err(crate::error::Error::Store(format!(
+                "--runtime needs the roots built: {missing} is not valid in the Nix store\nhint: \
+                 nix-store --realise the roots, or drvmeta realise them, first"
+            ))),
+        }
+    }
+
+    /// [`Self::of_roots`], or the first root output that is not built.
+    ///
+    /// # Errors
+    /// When `nix-store` or `nix` fails.
+    pub fn of_built_roots(
+        closure: &Closure,
+        realised: &Realised,
+    ) -> Result<std::result::Result<Self, String>> {
         let mut outputs = Vec::new();
         for &root in closure.roots() {
             if let Some(realised) = realised.of(root) {
@@ -637,17 +670,20 @@ impl RuntimeGraph {
                         .map(|p| closure.render(&p)),
                 );
             } else {
-                outputs.extend(crate::nix_store::outputs_of(&closure.render(&node.path))?);
+                // Floating outputs are known once built, and Nix says so
+                // only for a derivation in its store.
+                let drv = closure.render(&node.path);
+                match crate::nix_store::outputs_of(&drv) {
+                    Ok(known) => outputs.extend(known),
+                    Err(_) => return Ok(Err(format!("the outputs of {drv}"))),
+                }
             }
         }
         let invalid: BTreeSet<String> = crate::nix_store::invalid_paths(&outputs)?
             .into_iter()
             .collect();
         if let Some(missing) = outputs.iter().find(|o| invalid.contains(*o)) {
-            return Err(crate::error::Error::Store(format!(
-                "--runtime needs the roots built: {missing} is not valid in the Nix store\nhint: \
-                 nix-store --realise the roots, or drvmeta realise them, first"
-            )));
+            return Ok(Err(missing.clone()));
         }
         let dot = crate::nix_store::graph(&outputs)?;
         let mut graph = Self::from_dot(&dot, closure.store_dir().as_str());
@@ -657,7 +693,7 @@ impl RuntimeGraph {
             .into_iter()
             .map(|info| (info.path.clone(), info))
             .collect();
-        Ok(graph)
+        Ok(Ok(graph))
     }
 
     /// Parse `nix-store --query --graph` output (edges go from a reference

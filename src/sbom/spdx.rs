@@ -1,6 +1,6 @@
 //! SPDX 2.3 JSON (valid per `pyspdxtools`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -212,13 +212,33 @@ impl Serialize for Relationships<'_> {
                 "relatedSpdxElement": spdx_id(root),
             })
         });
-        let depends = self.0.packages.iter().flat_map(|p| {
-            p.depends_on.iter().map(move |dependency| {
-                json!({
+        let build_only: BTreeSet<&str> = self
+            .0
+            .packages
+            .iter()
+            .filter(|p| p.build_only)
+            .map(|p| p.bom_ref.as_str())
+            .collect();
+        let depends = self.0.packages.iter().flat_map(move |p| {
+            let build_only = build_only.clone();
+            p.depends_on.iter().flat_map(move |dependency| {
+                let depends = json!({
                     "spdxElementId": spdx_id(&p.bom_ref),
                     "relationshipType": "DEPENDS_ON",
                     "relatedSpdxElement": spdx_id(dependency),
-                })
+                });
+                // Needed to build the dependent only: said as well, beside
+                // DEPENDS_ON, which keeps the dependency reachable from
+                // the roots for tools that walk the graph from DESCRIBES
+                // (ntia-conformance-checker calls it floating otherwise).
+                let build = build_only.contains(dependency.as_str()).then(|| {
+                    json!({
+                        "spdxElementId": spdx_id(dependency),
+                        "relationshipType": "BUILD_DEPENDENCY_OF",
+                        "relatedSpdxElement": spdx_id(&p.bom_ref),
+                    })
+                });
+                std::iter::once(depends).chain(build)
             })
         });
         serializer.collect_seq(describes.chain(depends))
