@@ -302,6 +302,16 @@ fn the_kernel_example_in_both_formats() {
     let find = |name: &str| components.iter().find(|c| c["name"] == name).unwrap();
     // Versions from pname/version, licenses normalised, unfree kept by name.
     assert_eq!(find("torch")["version"], "2.5.1");
+    // A CPE guessed from the name is evidence, never the identity.
+    assert!(find("torch")["cpe"].is_null());
+    assert_eq!(
+        find("torch")["evidence"]["identity"][0]["concludedValue"],
+        "cpe:2.3:a:torch:torch:2.5.1:*:*:*:*:*:*:*"
+    );
+    assert!(
+        find("activation-src")["evidence"].is_null(),
+        "not for sources"
+    );
     assert_eq!(
         find("torch")["licenses"][0]["license"]["id"],
         "BSD-3-Clause"

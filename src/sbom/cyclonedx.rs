@@ -102,6 +102,27 @@ fn component(package: &Package) -> Value {
     c.insert("purl".into(), package.purl.clone().into());
     if let Some(cpe) = &package.cpe {
         c.insert("cpe".into(), cpe.clone().into());
+    } else if let Some(candidate) = package
+        .version
+        .as_deref()
+        .and_then(|v| crate::sbom::fetchers::cpe_candidate(&package.name, v))
+        .filter(|_| package.fixed.is_none())
+    {
+        // A CPE guessed from the name and version: evidence with a low
+        // confidence for scanners that want it, never the identity.
+        c.insert(
+            "evidence".into(),
+            json!({ "identity": [{
+                "field": "cpe",
+                "confidence": 0.1,
+                "concludedValue": candidate,
+                "methods": [{
+                    "technique": "other",
+                    "confidence": 0.1,
+                    "value": "the derivation's name and version",
+                }],
+            }] }),
+        );
     }
     let mut references = Vec::new();
     if let Some(homepage) = &package.homepage {

@@ -47,6 +47,22 @@ pub fn fetcher_function(hash_method: &str, has_url: bool, git_rev: bool) -> Opti
     })
 }
 
+/// A CPE 2.3 candidate from a package's name and version
+/// (`cpe:2.3:a:<name>:<name>:<version>:*:…`), for CycloneDX `evidence`
+/// only — a guess from a name is never an identity. `None` when either has
+/// characters a CPE would need escaped.
+#[must_use]
+pub fn cpe_candidate(name: &str, version: &str) -> Option<String> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    let product = name.to_ascii_lowercase();
+    (plain(&product) && plain(version))
+        .then(|| format!("cpe:2.3:a:{product}:{product}:{version}:*:*:*:*:*:*:*"))
+}
+
 /// Percent-encode a purl name, namespace segment or version.
 fn encode(text: &str) -> String {
     encode_keeping(text, b"")
@@ -257,6 +273,17 @@ mod tests {
         ] {
             assert_eq!(purl_from_url(url).as_deref(), purl, "{url}");
         }
+    }
+
+    #[test]
+    fn cpe_candidates_only_for_plain_names() {
+        assert_eq!(
+            cpe_candidate("Zlib", "1.3.1").as_deref(),
+            Some("cpe:2.3:a:zlib:zlib:1.3.1:*:*:*:*:*:*:*")
+        );
+        assert_eq!(cpe_candidate("g++", "12"), None);
+        assert_eq!(cpe_candidate("x", "1:2"), None);
+        assert_eq!(cpe_candidate("", "1"), None);
     }
 
     #[test]
