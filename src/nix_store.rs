@@ -34,27 +34,34 @@ pub fn invalid_paths(paths: &[String]) -> Result<Vec<String>> {
     run_chunked(&["--check-validity", "--print-invalid"], paths)
 }
 
+/// Run `command` (the Nix tool `tool`) to its end; its stdout. `what`
+/// names the call in the error when it fails, with Nix's message.
+fn run_tool(command: &mut Command, tool: &str, what: &str) -> Result<Vec<u8>> {
+    let output = command.output().map_err(|e| spawn_error_of(tool, &e))?;
+    if !output.status.success() {
+        return Err(Error::Store(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(output.stdout)
+}
+
+/// The lines of a tool's output (non-UTF-8 bytes replaced), owned.
+fn lines_of(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Run `nix-store ARGS PATHS…` in chunks of 1,000 paths; the output lines.
 fn run_chunked(args: &[&str], paths: &[String]) -> Result<Vec<String>> {
     let mut lines = Vec::new();
+    let what = format!("nix-store {}", args.join(" "));
     for chunk in paths.chunks(1000) {
-        let output = nix_store()
-            .args(args)
-            .args(chunk)
-            .output()
-            .map_err(|e| spawn_error(&e))?;
-        if !output.status.success() {
-            return Err(Error::Store(format!(
-                "nix-store {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
-        lines.extend(
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .map(str::to_owned),
-        );
+        let stdout = run_tool(nix_store().args(args).args(chunk), "nix-store", &what)?;
+        lines.extend(lines_of(&stdout));
     }
     Ok(lines)
 }
@@ -236,19 +243,14 @@ pub fn graph(paths: &[String]) -> Result<String> {
 /// # Errors
 /// When `nix-instantiate` cannot be run or fails (its message is kept).
 pub fn instantiate(file: &str) -> Result<Vec<String>> {
-    let output = Command::new("nix-instantiate")
-        .arg(file)
-        .output()
-        .map_err(|e| spawn_error_of("nix-instantiate", &e))?;
-    if !output.status.success() {
-        return Err(Error::Store(format!(
-            "nix-instantiate {file} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| line.split('!').next().unwrap_or(line).to_owned())
+    let stdout = run_tool(
+        Command::new("nix-instantiate").arg(file),
+        "nix-instantiate",
+        &format!("nix-instantiate {file}"),
+    )?;
+    Ok(lines_of(&stdout)
+        .into_iter()
+        .map(|line| line.split('!').next().unwrap_or(&line).to_owned())
         .collect())
 }
 
@@ -258,26 +260,18 @@ pub fn instantiate(file: &str) -> Result<Vec<String>> {
 /// # Errors
 /// When `nix` cannot be run or fails (its message is kept).
 pub fn flake_derivation(installable: &str) -> Result<Vec<String>> {
-    let output = Command::new("nix")
-        .args([
+    let stdout = run_tool(
+        Command::new("nix").args([
             "--extra-experimental-features",
             "nix-command flakes",
             "path-info",
             "--derivation",
             installable,
-        ])
-        .output()
-        .map_err(|e| spawn_error_of("nix", &e))?;
-    if !output.status.success() {
-        return Err(Error::Store(format!(
-            "nix path-info --derivation {installable} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect())
+        ]),
+        "nix",
+        &format!("nix path-info --derivation {installable}"),
+    )?;
+    Ok(lines_of(&stdout))
 }
 
 fn spawn_error_of(tool: &str, error: &std::io::Error) -> Error {
@@ -335,23 +329,19 @@ impl PathInfo {
 pub fn path_infos(paths: &[String]) -> Result<Vec<PathInfo>> {
     let mut infos = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(1000) {
-        let output = Command::new("nix")
-            .args([
-                "--extra-experimental-features",
-                "nix-command",
-                "path-info",
-                "--json",
-            ])
-            .args(chunk)
-            .output()
-            .map_err(|e| spawn_error_of("nix", &e))?;
-        if !output.status.success() {
-            return Err(Error::Store(format!(
-                "nix path-info --json failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
-        let parsed: Vec<PathInfo> = serde_json::from_slice(&output.stdout)
+        let stdout = run_tool(
+            Command::new("nix")
+                .args([
+                    "--extra-experimental-features",
+                    "nix-command",
+                    "path-info",
+                    "--json",
+                ])
+                .args(chunk),
+            "nix",
+            "nix path-info --json",
+        )?;
+        let parsed: Vec<PathInfo> = serde_json::from_slice(&stdout)
             .map_err(|e| Error::Store(format!("nix path-info --json printed no path list: {e}")))?;
         infos.extend(parsed);
     }
