@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use drvmeta::closure::LoadOptions;
 use drvmeta::closure::cache::HashCache;
 use drvmeta::derivation::StoreDir;
+use drvmeta::provenance::Recording;
 use drvmeta::provenance::record::{Run, invocation_id, now_rfc3339};
 use drvmeta::provenance::sign::{PublicKey, SecretKey, nix_trusted_public_keys};
 use drvmeta::provenance::store::{Location, RecordStore, Sources, Written};
@@ -235,9 +236,11 @@ pub fn hook(args: &HookArgs) -> Result<u8> {
             &options,
             &env,
             HookOptions {
-                store: &store,
-                run: &run,
-                key: key.as_ref(),
+                recording: Recording {
+                    store: &store,
+                    run: &run,
+                    key: key.as_ref(),
+                },
                 push_to: args.push_to.as_deref(),
             },
         )?;
@@ -376,9 +379,11 @@ pub fn realise(args: &RealiseArgs) -> Result<u8> {
         &closure,
         &load,
         drvmeta::provenance::realise::RealiseOptions {
-            store: &store,
-            run: &run,
-            key: key.as_ref(),
+            recording: Recording {
+                store: &store,
+                run: &run,
+                key: key.as_ref(),
+            },
             out_link: out_link.as_deref(),
         },
     )?;

@@ -7,9 +7,9 @@
 //! not grow with the closure), writes the records and, if asked, starts a
 //! detached push to a shared store.
 
-use super::record::{Facts, Run};
-use super::sign::SecretKey;
-use super::store::{RecordStore, Written};
+use super::Recording;
+use super::record::Facts;
+use super::store::Written;
 use crate::closure::LoadOptions;
 use crate::closure::cache::HashCache;
 use crate::error::{Error, Result};
@@ -63,15 +63,11 @@ impl HookEnv {
     }
 }
 
-/// Where the hook's records go and how they are signed and shared.
+/// Where the hook's records go, how they are signed, and where shared.
 #[derive(Debug, Clone, Copy)]
 pub struct HookOptions<'a> {
-    /// The local record store.
-    pub store: &'a RecordStore,
-    /// The run the records describe.
-    pub run: &'a Run,
-    /// The key records are signed with.
-    pub key: Option<&'a SecretKey>,
+    /// The local record store, the run and the key.
+    pub recording: Recording<'a>,
     /// A shared store to push to in the background.
     pub push_to: Option<&'a str>,
 }
@@ -116,11 +112,15 @@ pub fn record(load: &LoadOptions, env: &HookEnv, options: HookOptions<'_>) -> Re
     let mut cache = HashCache::default_dir().map(|dir| HashCache::open(&dir, &load.store_dir));
     let facts = super::facts_with_cache(load, &env.drv, &env.outs, None, cache.as_mut())
         .map_err(|e| hook_error(format!("cannot gather the provenance of {}: {e}", env.drv)))?;
-    let written = super::write_records(options.store, &facts, options.run, options.key)?;
+    let written = options.recording.write(&facts)?;
     let push_log = match options.push_to {
         Some(to) => {
             let outputs: Vec<String> = facts.outputs.iter().map(|o| o.path.clone()).collect();
-            Some(super::push::push_detached(to, options.store, &outputs)?)
+            Some(super::push::push_detached(
+                to,
+                options.recording.store,
+                &outputs,
+            )?)
         }
         None => None,
     };

@@ -475,6 +475,28 @@ pub fn hash_part(path: &str) -> &str {
     base.get(..crate::substitute::HASH_LEN).unwrap_or(base)
 }
 
+/// Where records go, what run they describe and the key that signs them:
+/// what the hook, `record` and `realise` share.
+#[derive(Debug, Clone, Copy)]
+pub struct Recording<'a> {
+    /// The record store written.
+    pub store: &'a RecordStore,
+    /// The run the records describe (builder id, invocation).
+    pub run: &'a Run,
+    /// The key records are signed with.
+    pub key: Option<&'a sign::SecretKey>,
+}
+
+impl Recording<'_> {
+    /// [`write_records`] of `facts` with these settings.
+    ///
+    /// # Errors
+    /// As [`write_records`].
+    pub fn write(&self, facts: &Facts) -> Result<Vec<(std::path::PathBuf, Written)>> {
+        write_records(self.store, facts, self.run, self.key)
+    }
+}
+
 /// Write the record of `facts` for every output: a DSSE envelope around
 /// the Statement, signed with `key` when given (its builder id is then the
 /// key's, [`verify::builder_id_of_key`]). The record is filed under the

@@ -12,9 +12,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::record::{Facts, Run};
-use super::sign::SecretKey;
-use super::store::{RecordStore, Written};
+use super::Recording;
+use super::record::Facts;
+use super::store::Written;
 use crate::closure::{Closure, LoadOptions};
 use crate::error::Result;
 use crate::rewrite::{Mode, rewrite_closure};
@@ -22,12 +22,8 @@ use crate::rewrite::{Mode, rewrite_closure};
 /// How to realise.
 #[derive(Debug, Clone, Copy)]
 pub struct RealiseOptions<'a> {
-    /// Where records go.
-    pub store: &'a RecordStore,
-    /// The run the records describe (builder id, invocation).
-    pub run: &'a Run,
-    /// The key records are signed with.
-    pub key: Option<&'a SecretKey>,
+    /// Where records go, the run and the key.
+    pub recording: Recording<'a>,
     /// Where the outputs' GC roots go (`nix-build --out-link`); `None`: no
     /// root.
     pub out_link: Option<&'a Path>,
@@ -98,7 +94,7 @@ pub fn realise(
         let original = closure.render(&node.path);
         let built = closure.render(&stripped[index].path);
         let facts = super::facts(load, &built, &[], Some(&original))?;
-        let written = super::write_records(options.store, &facts, options.run, options.key)?;
+        let written = options.recording.write(&facts)?;
         recorded.push(Recorded {
             original,
             facts,
