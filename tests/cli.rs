@@ -773,12 +773,7 @@ fn inputs_as_nix_users_give_them() {
     }
 
     // Accepted: all name the same derivation.
-    let drv = support::run(
-        support::nix("nix-instantiate").arg(dir.path().join("my.nix")),
-        "instantiate",
-    )
-    .trim()
-    .to_owned();
+    let drv = support::instantiate_file(&dir.path().join("my.nix"));
     let out = support::run(
         support::nix("nix-store")
             .args(["--realise", &drv, "--add-root"])
@@ -833,9 +828,7 @@ in derivation {{ name = "kept-parent-{nonce}"; system = "x86_64-linux"; builder 
         ),
     )
     .unwrap();
-    let parent = support::run(support::nix("nix-instantiate").arg(&file), "instantiate")
-        .trim()
-        .to_owned();
+    let parent = support::instantiate_file(&file);
     let input = support::run(
         support::nix("nix-store").args(["--query", "--references", &parent]),
         "references",

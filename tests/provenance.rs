@@ -92,13 +92,7 @@ fn drvmeta(args: &[&str]) -> Output {
 }
 
 fn drvmeta_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_drvmeta"));
-    command
-        .args(args)
-        .env("NIX_CONFIG", support::NIX_CONFIG)
-        .env_remove("DRVMETA_RECORDS")
-        .env_remove("DRVMETA_SIGNING_KEY")
-        .env_remove("DRVMETA_TRUSTED_KEYS");
+    let mut command = support::drvmeta_command(args);
     for (key, value) in env {
         command.env(key, value);
     }
@@ -1332,9 +1326,7 @@ in derivation {{ name = "ca-same-name"; system = "x86_64-linux"; builder = "/bin
             ),
         )
         .unwrap();
-        let drv = support::run(support::nix("nix-instantiate").arg(&file), "instantiate")
-            .trim()
-            .to_owned();
+        let drv = support::instantiate_file(&file);
         let out = support::run(
             support::nix("nix-store")
                 .args(["--realise", &drv])
@@ -1712,20 +1704,12 @@ fn realise_records_every_derivation_it_builds_and_roots_its_outputs() {
         let sbom: serde_json::Value = serde_json::from_slice(&sbom.stdout).unwrap();
         let components = sbom["components"].as_array().unwrap();
         assert_eq!(components.len(), 2, "{sbom}");
-        let property = |c: &serde_json::Value, name: &str| -> Vec<String> {
-            c["properties"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|p| p["name"] == name)
-                .map(|p| p["value"].as_str().unwrap().to_owned())
-                .collect()
-        };
+        let property = support::cdx_property;
         let app = components
             .iter()
-            .find(|c| property(c, "nix:drv_path") == [first.clone()])
+            .find(|c| property(c, "nix:drv_path") == [first.as_str()])
             .unwrap_or_else(|| panic!("the app: {sbom}"));
-        assert_eq!(property(app, "nix:store_path"), std::slice::from_ref(&out));
+        assert_eq!(property(app, "nix:store_path"), [out.as_str()]);
         assert_eq!(property(app, "nix:realised"), ["modulo-meta"]);
         let classic = property(app, "nix:classic_store_path");
         assert_eq!(classic.len(), 1);

@@ -15,19 +15,19 @@ use support::Nginx;
 
 const OUTPUTS: usize = 12;
 
-fn drvmeta_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_drvmeta"));
-    command
-        .args(args)
-        .env("NIX_CONFIG", support::NIX_CONFIG)
-        .env_remove("DRVMETA_RECORDS")
-        .env_remove("DRVMETA_SIGNING_KEY")
-        .env_remove("DRVMETA_TRUSTED_KEYS");
-    command
+fn drvmeta(args: &[&str]) -> Output {
+    support::output_within(&mut support::drvmeta_command(args), 120)
 }
 
-fn drvmeta(args: &[&str]) -> Output {
-    support::output_within(&mut drvmeta_command(args), 120)
+/// `provenance verify` of `outs` against the store at `url`, trusting
+/// `keys`.
+fn verify(url: &str, keys: &[&str], outs: &[String]) -> Output {
+    let mut args = vec!["provenance", "verify", "--records", url];
+    for key in keys {
+        args.extend(["--trusted-key", key]);
+    }
+    args.extend(outs.iter().map(String::as_str));
+    drvmeta(&args)
 }
 
 fn stderr(output: &Output) -> String {
@@ -124,7 +124,8 @@ fn name_matches_content(key: &str, bytes: &[u8]) -> bool {
 }
 
 fn push(from: &Path, to: &str) -> Command {
-    let mut command = drvmeta_command(&["provenance", "push", "--json", "--to", to, "--records"]);
+    let mut command =
+        support::drvmeta_command(&["provenance", "push", "--json", "--to", to, "--records"]);
     command.arg(from);
     command
 }
@@ -195,15 +196,7 @@ fn records_pushed_concurrently_over_http_are_all_found_and_verify() {
         "records are named by their URL"
     );
 
-    let verify = |keys: &[&str]| {
-        let mut args = vec!["provenance", "verify", "--records", &url];
-        for key in keys {
-            args.extend(["--trusted-key", key]);
-        }
-        args.extend(outs.iter().map(String::as_str));
-        drvmeta(&args)
-    };
-    let both = verify(&[&public_a, &public_b]);
+    let both = verify(&url, &[&public_a, &public_b], &outs);
     assert_eq!(both.status.code(), Some(0), "{}", stderr(&both));
     let text = String::from_utf8(both.stdout).unwrap();
     assert_eq!(
@@ -214,7 +207,7 @@ fn records_pushed_concurrently_over_http_are_all_found_and_verify() {
     assert!(text.contains("2 trusted key(s)"), "{text}");
     // Trusting neither key, nothing counts.
     let (_, stranger) = support::nix_key(dir.path(), "stranger");
-    let none = verify(&[&stranger]);
+    let none = verify(&url, &[&stranger], &outs);
     assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
 }
 
@@ -295,16 +288,7 @@ fn a_server_killed_mid_push_serves_no_half_record_and_a_retry_completes() {
         &bytes[..bytes.len() / 2],
     )
     .unwrap();
-    let mut args = vec![
-        "provenance",
-        "verify",
-        "--records",
-        &url,
-        "--trusted-key",
-        &public,
-    ];
-    args.extend(outs.iter().map(String::as_str));
-    let verified = drvmeta(&args);
+    let verified = verify(&url, &[&public], &outs);
     assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
     assert!(
         stderr(&verified).contains(&format!(
@@ -367,16 +351,7 @@ fn the_hook_pushes_in_the_background_without_holding_up_the_build() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let mut args = vec![
-        "provenance",
-        "verify",
-        "--records",
-        &url,
-        "--trusted-key",
-        &public,
-    ];
-    args.extend(outs.iter().map(String::as_str));
-    let verified = drvmeta(&args);
+    let verified = verify(&url, &[&public], &outs);
     assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
 
     // Server down: each push retries for about 6 s, but in the background:

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use support::cdx_property as property;
 use support::generator::{Options, generate};
 
 fn drvmeta(args: &[&str]) -> Output {
@@ -192,16 +193,6 @@ fn check_structure(cdx: &Value, spdx: &Value, expected_drvs: &BTreeSet<String>, 
             .count(),
         roots.len()
     );
-}
-
-fn property<'a>(component: &'a Value, name: &str) -> Vec<&'a str> {
-    component["properties"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["name"] == name)
-        .map(|p| p["value"].as_str().unwrap())
-        .collect()
 }
 
 #[test]
@@ -439,8 +430,8 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
     );
     let file = dir.path().join("app.nix");
     std::fs::write(&file, expr).unwrap();
-    let drv = support::run(support::nix("nix-instantiate").arg(&file), "instantiate");
-    let drv = drv.trim();
+    let drv = support::instantiate_file(&file);
+    let drv = drv.as_str();
     // Not built yet: a clear error.
     let unbuilt = drvmeta(&["sbom", "--runtime", drv]);
     assert_eq!(unbuilt.status.code(), Some(1));
@@ -471,14 +462,7 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
     .collect();
     let mut narinfo = BTreeSet::new();
     for component in cdx["components"].as_array().unwrap() {
-        let props = component["properties"].as_array().unwrap();
-        let values = |name: &str| -> Vec<String> {
-            props
-                .iter()
-                .filter(|p| p["name"] == name)
-                .map(|p| p["value"].as_str().unwrap().to_owned())
-                .collect()
-        };
+        let values = |name: &str| property(component, name);
         let (paths, hashes) = (
             values("nix:narinfo:store_path"),
             values("nix:narinfo:nar_hash"),
@@ -489,8 +473,8 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
                 support::nix("nix-store").args(["--query", "--hash", path]),
                 "hash",
             );
-            assert_eq!(hash, nix.trim(), "{path}");
-            narinfo.insert(path.clone());
+            assert_eq!(*hash, nix.trim(), "{path}");
+            narinfo.insert((*path).to_owned());
         }
         assert_eq!(component["hashes"][0]["alg"], "SHA-256", "{component}");
         // One component per shipped output: its bom-ref is the output,
@@ -694,9 +678,7 @@ fn sources_get_matchable_identities_and_the_nixpkgs_taxonomy() {
     );
     let file = dir.path().join("sources.nix");
     std::fs::write(&file, expr).unwrap();
-    let root = support::run(support::nix("nix-instantiate").arg(&file), "instantiate")
-        .trim()
-        .to_owned();
+    let root = support::instantiate_file(&file);
     let (cdx_file, spdx_file) = both(dir.path(), "sources", &[&root]);
     validate(
         std::slice::from_ref(&cdx_file),
@@ -704,19 +686,10 @@ fn sources_get_matchable_identities_and_the_nixpkgs_taxonomy() {
     );
     let cdx = read(&cdx_file);
     let components = cdx["components"].as_array().unwrap();
-    let property = |c: &Value, name: &str| -> Vec<String> {
-        c["properties"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["name"] == name)
-            .map(|p| p["value"].as_str().unwrap().to_owned())
-            .collect()
-    };
     for (label, url, mode, purl) in sources {
         let source = components
             .iter()
-            .find(|c| property(c, "nix:fod:url") == [url.to_owned()])
+            .find(|c| property(c, "nix:fod:url") == [url])
             .unwrap_or_else(|| panic!("{label}: {cdx}"));
         assert_eq!(source["purl"], purl, "{label}");
         assert_eq!(source["type"], "file", "{label}");
@@ -890,12 +863,7 @@ in mk "ntia-app-{nonce}-2.0" [ "Bob <bob@example.org>" ] [ lib ]"#
     );
     let nix_file = dir.path().join("ntia.nix");
     std::fs::write(&nix_file, expr).unwrap();
-    let app = support::run(
-        support::nix("nix-instantiate").arg(&nix_file),
-        "instantiate",
-    )
-    .trim()
-    .to_owned();
+    let app = support::instantiate_file(&nix_file);
     let (cdx_file, spdx_file) = both(dir.path(), "maintained", &[&app]);
     validate(
         std::slice::from_ref(&cdx_file),

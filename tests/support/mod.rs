@@ -493,3 +493,36 @@ impl Drop for Nginx {
         self.kill();
     }
 }
+
+/// drvmeta with Nix 2.8's test configuration and none of drvmeta's own
+/// settings from the environment (a developer's DRVMETA_RECORDS or signing
+/// key must not leak into a test).
+pub fn drvmeta_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drvmeta"));
+    command
+        .args(args)
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .env_remove("DRVMETA_RECORDS")
+        .env_remove("DRVMETA_SIGNING_KEY")
+        .env_remove("DRVMETA_TRUSTED_KEYS");
+    command
+}
+
+/// Instantiate `file` (an expression of one derivation) with Nix 2.8; its
+/// drv path.
+pub fn instantiate_file(file: &Path) -> String {
+    run(nix("nix-instantiate").arg(file), "instantiate")
+        .trim()
+        .to_owned()
+}
+
+/// The values of a CycloneDX component's properties named `name`.
+pub fn cdx_property<'a>(component: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    component["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == name)
+        .map(|p| p["value"].as_str().unwrap())
+        .collect()
+}
