@@ -294,8 +294,9 @@ impl Shown {
             .filter(|node| !node.path_matches)
             .map(|node| {
                 format!(
-                    "{}: inconsistent: the file's contents do not hash to its store path",
-                    closure.render(&node.path)
+                    "{}: {}",
+                    closure.render(&node.path),
+                    crate::closure::INCONSISTENT
                 )
             })
             .collect();

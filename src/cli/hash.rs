@@ -100,7 +100,7 @@ pub fn run(args: &HashArgs) -> Result<u8> {
 fn problems(drv: &DrvReport) -> Vec<String> {
     let mut reasons: Vec<String> = drv.errors.iter().map(|e| format!("invalid: {e}")).collect();
     if !drv.drv_path_matches {
-        reasons.push("inconsistent: the file's contents do not hash to its store path".to_owned());
+        reasons.push(drvmeta::closure::INCONSISTENT.to_owned());
     }
     if drv.errors.is_empty() && drv.recorded_matches == drvmeta::hashing::RecordedMatches::Neither {
         reasons.push(

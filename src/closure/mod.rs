@@ -156,6 +156,10 @@ pub struct DrvNode {
     store_dir: StoreDir,
 }
 
+/// Why a derivation whose file does not hash to its store path is
+/// reported (by every command, with `hash`'s words).
+pub const INCONSISTENT: &str = "inconsistent: the file's contents do not hash to its store path";
+
 impl DrvNode {
     /// What makes this derivation invalid or inconsistent without hashing
     /// it ([`Closure::problems`]), with the messages `drvmeta hash` gives.
@@ -166,9 +170,7 @@ impl DrvNode {
         let path = self.path.to_absolute_path_in(&self.store_dir);
         let mut problems = Vec::new();
         if !self.path_matches {
-            problems.push(format!(
-                "{path}: inconsistent: the file's contents do not hash to its store path"
-            ));
+            problems.push(format!("{path}: {INCONSISTENT}"));
         }
         let drv = self.derivation()?;
         for problem in crate::derivation::meta::inspect(&drv).problems {
