@@ -433,11 +433,18 @@ impl Realised {
             let drv = nodes[root].derivation()?;
             roots_built &= all_on_disk(&rendered(&crate::hashing::recorded_outputs(&drv)));
         }
+        if roots_built {
+            return Ok(Self { outputs });
+        }
+        // Stop at the first opted-in derivation.
         let mut opted_in = false;
         for node in nodes {
-            opted_in |= meta::inspect(&node.derivation()?).opt_in;
+            if meta::inspect(&node.derivation()?).opt_in {
+                opted_in = true;
+                break;
+            }
         }
-        if roots_built || !opted_in {
+        if !opted_in {
             return Ok(Self { outputs });
         }
         let stripped = crate::rewrite::rewrite_closure(closure, crate::rewrite::Mode::Strip)?;
