@@ -4,7 +4,7 @@
 #   - reading every .drv file of the closure (the read floor),
 #   - nix show-derivation -r,
 #   - drvmeta hash --json --recursive, drvmeta show --recursive,
-#   - drvmeta sbom in both formats,
+#   - drvmeta sbom in every format,
 #   - drvmeta rewrite/strip --json (the whole computation, no files written),
 #   - drvmeta strip --out DIR into a fresh DIR, and cp of every .drv into a
 #     fresh DIR (the cost of creating 20,000 files on this filesystem),
@@ -69,6 +69,7 @@ results=$(
   time_cmd "drvmeta show --recursive" $drvmeta show --recursive $(cat "$out/roots.txt")
   time_cmd "drvmeta sbom --format cyclonedx" $drvmeta sbom --format cyclonedx $(cat "$out/roots.txt")
   time_cmd "drvmeta sbom --format spdx" $drvmeta sbom --format spdx $(cat "$out/roots.txt")
+  time_cmd "drvmeta sbom --format spdx3" $drvmeta sbom --format spdx3 $(cat "$out/roots.txt")
   time_cmd "drvmeta rewrite --json (no files)" $drvmeta rewrite --json $(cat "$out/roots.txt")
   time_cmd "drvmeta strip --json (no files)" $drvmeta strip --json $(cat "$out/roots.txt")
   time_cmd "drvmeta strip --out DIR (fresh DIR)" bash -c 'post strip'

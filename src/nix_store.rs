@@ -306,6 +306,10 @@ pub struct PathInfo {
     /// Its content address, for content-addressed paths.
     #[serde(default)]
     pub ca: Option<String>,
+    /// The NAR's SHA-512 (lowercase hex), when computed
+    /// (`drvmeta sbom --nar-sha512`); Nix records none.
+    #[serde(skip)]
+    pub nar_sha512: Option<String>,
 }
 
 impl PathInfo {

@@ -44,7 +44,13 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// Make both documents for `args` into `dir`; returns their paths.
+/// The SPDX 3 document [`both`] writes beside SPDX 2.3 document `spdx`.
+fn spdx3_of(spdx: &Path) -> PathBuf {
+    spdx.with_extension("").with_extension("spdx3.json")
+}
+
+/// Make the documents for `args` into `dir` (CycloneDX, SPDX 2.3 and,
+/// beside it, SPDX 3 — [`spdx3_of`]); returns the first two.
 fn both(dir: &Path, label: &str, args: &[&str]) -> (PathBuf, PathBuf) {
     both_with(dir, label, args, true)
 }
@@ -53,7 +59,8 @@ fn both(dir: &Path, label: &str, args: &[&str]) -> (PathBuf, PathBuf) {
 fn both_with(dir: &Path, label: &str, args: &[&str], nix: bool) -> (PathBuf, PathBuf) {
     let cdx = dir.join(format!("{label}.cdx.json"));
     let spdx = dir.join(format!("{label}.spdx.json"));
-    for (format, file) in [("cyclonedx", &cdx), ("spdx", &spdx)] {
+    let spdx3 = spdx3_of(&spdx);
+    for (format, file) in [("cyclonedx", &cdx), ("spdx", &spdx), ("spdx3", &spdx3)] {
         let mut full = vec![
             "sbom",
             "--format",
@@ -73,9 +80,66 @@ fn both_with(dir: &Path, label: &str, args: &[&str], nix: bool) -> (PathBuf, Pat
     (cdx, spdx)
 }
 
+/// Validate SPDX 3 JSON-LD documents with the SPDX project's generated
+/// model (`spdx-python-model`, which `ntia-conformance-checker` reads
+/// them with): every type, property and enumeration value known, every
+/// required property present (checked by serialising again), and every
+/// element the document refers to defined in it.
+fn validate_spdx3(files: &[PathBuf]) {
+    let script = r##"
+import io, json, sys
+from spdx_python_model.bindings import v3_0_1 as spdx3
+bad = 0
+for f in sys.argv[1:]:
+    objects = spdx3.SHACLObjectSet()
+    with open(f, "rb") as fh:
+        spdx3.JSONLDDeserializer().read(fh, objects)
+    spdx3.JSONLDSerializer().write(objects, io.BytesIO())
+    graph = json.load(open(f))["@graph"]
+    document = [o for o in graph if o["type"] == "SpdxDocument"]
+    assert len(document) == 1, f
+    prefix = document[0]["spdxId"] + "#"
+    ids = {o.get("spdxId") or o.get("@id") for o in graph}
+    def refs(value):
+        if isinstance(value, str):
+            if value.startswith(prefix) or value.startswith("_:"):
+                yield value
+        elif isinstance(value, list):
+            for v in value:
+                yield from refs(v)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if k not in ("spdxId", "@id"):
+                    yield from refs(v)
+    dangling = sorted(set(refs(graph)) - ids)
+    if dangling:
+        print(f, "refers to undefined elements:", dangling[:5])
+        bad += 1
+sys.exit(1 if bad else 0)
+"##;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(files)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "SPDX 3 validation failed (pip install ntia-conformance-checker, which brings spdx-python-model):\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Validate every document with the reference validators, in one Python run
-/// for the CycloneDX ones and one pyspdxtools run per SPDX one.
+/// for the CycloneDX ones, one pyspdxtools run per SPDX 2.3 one, and one
+/// run for the SPDX 3 documents beside them ([`validate_spdx3`]).
 fn validate(cdx: &[PathBuf], spdx: &[PathBuf]) {
+    let spdx3: Vec<PathBuf> = spdx.iter().map(|f| spdx3_of(f)).collect();
+    for file in &spdx3 {
+        assert!(file.exists(), "{} was written", file.display());
+    }
+    validate_spdx3(&spdx3);
     let script = r#"
 import sys
 from cyclonedx.validation.json import JsonStrictValidator
@@ -289,6 +353,7 @@ fn the_kernel_example_in_both_formats() {
     let (cdx, spdx) = (read(&cdx_file), read(&spdx_file));
     insta::assert_json_snapshot!("sbom_kernel_cyclonedx", cdx);
     insta::assert_json_snapshot!("sbom_kernel_spdx", spdx);
+    insta::assert_json_snapshot!("sbom_kernel_spdx3", read(&spdx3_of(&spdx_file)));
     let components = cdx["components"].as_array().unwrap();
     let find = |name: &str| components.iter().find(|c| c["name"] == name).unwrap();
     // Versions from pname/version, licenses normalised, unfree kept by name.
@@ -484,6 +549,80 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
         assert_eq!(values("nix:narinfo:deriver"), values("nix:drv_path"));
     }
     assert_eq!(narinfo, closure);
+    // SPDX 3: each shipped output is a software_File of its package
+    // (hasDistributionArtifact), with the NAR hash Nix records.
+    let doc = read(&spdx3_of(&dir.path().join("runtime.spdx.json")));
+    assert_eq!(
+        graph_of(&doc, "software_Sbom")[0]["software_sbomType"][0],
+        "deployed"
+    );
+    let files = graph_of(&doc, "software_File");
+    let names: BTreeSet<String> = files
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, closure);
+    for file in &files {
+        let path = file["name"].as_str().unwrap();
+        let nix = support::run(
+            support::nix("nix-store").args(["--query", "--hash", path]),
+            "hash",
+        );
+        let base16 = support::run(
+            support::nix("nix").args(["hash", "to-base16", nix.trim()]),
+            "to-base16",
+        );
+        assert_eq!(file["verifiedUsing"][0]["algorithm"], "sha256");
+        assert_eq!(
+            file["verifiedUsing"][0]["hashValue"],
+            base16.trim(),
+            "{path}"
+        );
+    }
+    let artifacts = graph_of(&doc, "Relationship")
+        .into_iter()
+        .filter(|r| r["relationshipType"] == "hasDistributionArtifact")
+        .count();
+    assert_eq!(artifacts, closure.len());
+    let table = bsi(&spdx3_of(&dir.path().join("runtime.spdx.json")));
+    assert!(table["Distribution Filenames"], "{table:?}");
+    // The NAR's SHA-256 is what Nix records; BSI asks for SHA-512, which
+    // --nar-sha512 computes (nix-store --dump | sha512sum agrees).
+    assert!(!table["Deployable Component Hashes"], "{table:?}");
+    let long = dir.path().join("sha512.spdx3.json");
+    let output = drvmeta(&[
+        "sbom",
+        "--runtime",
+        "--nar-sha512",
+        "--format",
+        "spdx3",
+        "-o",
+        long.to_str().unwrap(),
+        drv,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    validate_spdx3(std::slice::from_ref(&long));
+    assert!(bsi(&long)["Deployable Component Hashes"]);
+    let doc = read(&long);
+    for file in graph_of(&doc, "software_File") {
+        let path = file["name"].as_str().unwrap();
+        let dump = support::run(
+            Command::new("sh").args([
+                "-c",
+                &format!("nix-store --dump {path} | sha512sum | cut -d' ' -f1"),
+            ]),
+            "dump",
+        );
+        assert_eq!(file["verifiedUsing"][1]["algorithm"], "sha512");
+        assert_eq!(file["verifiedUsing"][1]["hashValue"], dump.trim(), "{path}");
+    }
+    let without = drvmeta(&["sbom", "--nar-sha512", drv]);
+    assert_eq!(without.status.code(), Some(2), "{}", stderr(&without));
+    assert!(
+        stderr(&without).contains("--runtime"),
+        "{}",
+        stderr(&without)
+    );
     let names: BTreeSet<&str> = cdx["components"]
         .as_array()
         .unwrap()
@@ -525,6 +664,17 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
         let excluded = component["scope"] == "excluded";
         assert_eq!(excluded, component["name"] == "build-tool", "{component}");
     }
+    // SPDX 3: the tool is a build-scoped dependency.
+    let doc = read(&spdx3_of(&spdx_file));
+    let scoped = graph_of(&doc, "LifecycleScopedRelationship");
+    assert_eq!(scoped.len(), 1, "{scoped:?}");
+    assert_eq!(scoped[0]["scope"], "build");
+    assert_eq!(scoped[0]["completeness"], "complete");
+    let tool = graph_of(&doc, "software_Package")
+        .into_iter()
+        .find(|p| p["name"] == "build-tool")
+        .unwrap();
+    assert_eq!(scoped[0]["to"], serde_json::json!([tool["spdxId"]]));
     let spdx = read(&spdx_file);
     let kinds: Vec<(&str, &str)> = spdx["relationships"]
         .as_array()
@@ -562,6 +712,20 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
     assert_eq!(
         report["graphValidation"]["floatingComponents"]["floatingComponentCount"], 0,
         "{report}"
+    );
+    // A shipped output changed behind Nix's back (this test's own path):
+    // --nar-sha512 refuses to vouch for it, naming the path.
+    let lib = closure.iter().find(|p| p.contains("runtime-lib")).unwrap();
+    support::run(
+        Command::new("sh").args(["-c", &format!("chmod u+w {lib} && echo tampered >> {lib}")]),
+        "tamper",
+    );
+    let output = drvmeta(&["sbom", "--runtime", "--nar-sha512", drv]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(lib.as_str()) && stderr(&output).contains("was modified"),
+        "{}",
+        stderr(&output)
     );
 }
 
@@ -949,4 +1113,182 @@ in builtins.listToAttrs (map (n: {{ name = n; value = l.${{n}}; }})
     }
     // Only ids the SPDX list drvmeta ships does not have yet.
     assert!(newer_than_the_list.len() <= 3, "{newer_than_the_list:?}");
+}
+
+/// The BSI TR-03183-2 table of `ntia-checker -c bsi` on an SPDX 3
+/// document: requirement → met.
+fn bsi(file: &Path) -> std::collections::BTreeMap<String, bool> {
+    let output = Command::new("ntia-checker")
+        .args(["-s", "spdx3", "-c", "bsi"])
+        .arg(file)
+        .output()
+        .expect("ntia-checker runs (pip install ntia-conformance-checker)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let table: std::collections::BTreeMap<String, bool> = text
+        .lines()
+        .filter_map(|line| {
+            let (name, status) = line.split_once('|')?;
+            match status.trim() {
+                "True" => Some((name.trim().to_owned(), true)),
+                "False" => Some((name.trim().to_owned(), false)),
+                _ => None,
+            }
+        })
+        .collect();
+    assert!(table.len() > 10, "ntia-checker -c bsi: {text}");
+    table
+}
+
+fn ntia_spdx3(file: &Path) -> Value {
+    let output = Command::new("ntia-checker")
+        .args(["-s", "spdx3", "-r", "json"])
+        .arg(file)
+        .output()
+        .expect("ntia-checker runs");
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("ntia-checker: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn graph_of<'a>(doc: &'a Value, kind: &str) -> Vec<&'a Value> {
+    doc["@graph"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["type"] == kind)
+        .collect()
+}
+
+/// SPDX 3 for the BSI profile: every BSI element drvmeta has data for is
+/// met (`ntia-checker -c bsi`), and what it has no data for stays unmet
+/// rather than invented: the creator needs `--author` with an email,
+/// component creators need maintainers in `__meta`, and licenses are
+/// declared, never concluded.
+#[test]
+fn spdx3_meets_the_bsi_elements_it_has_data_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let root =
+        std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root")).unwrap();
+    let root = root.trim();
+    let drvmeta = |args: &[&str]| drvmeta_with(args, Some("1767225600"), false);
+    let spdx3 = |label: &str, extra: &[&str], roots: &[&str]| -> PathBuf {
+        let file = dir.path().join(format!("{label}.spdx3.json"));
+        let mut args = vec!["sbom", "--format", "spdx3", "-o", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(roots);
+        let output = drvmeta(&args);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        file
+    };
+    let kernel = ["--drv-dir", "fixtures/kernel/drvs"];
+    // No author given: drvmeta is the creator, as a SoftwareAgent, which
+    // BSI does not accept; the rest of the document is as complete.
+    let anonymous = spdx3("anonymous", &kernel, &[root]);
+    let supplied = spdx3(
+        "supplied",
+        &[
+            kernel[0],
+            kernel[1],
+            "--supplier",
+            "Kernel Team <kernels@example.org>",
+            "--author",
+            "Ada <ada@example.org>",
+        ],
+        &[root],
+    );
+    validate_spdx3(&[anonymous.clone(), supplied.clone()]);
+    let doc = read(&anonymous);
+    let creation = graph_of(&doc, "CreationInfo");
+    assert_eq!(creation[0]["specVersion"], "3.0.1");
+    let agent = graph_of(&doc, "SoftwareAgent");
+    assert_eq!(
+        creation[0]["createdBy"],
+        serde_json::json!([agent[0]["spdxId"]])
+    );
+    assert_eq!(
+        graph_of(&doc, "software_Sbom")[0]["software_sbomType"][0],
+        "build"
+    );
+    let table = bsi(&anonymous);
+    assert!(!table["Creator of the SBOM"], "{table:?}");
+    assert_eq!(ntia_spdx3(&anonymous)["isNtiaConformant"], false);
+
+    let table = bsi(&supplied);
+    for met in [
+        "Creator of the SBOM",
+        "Timestamp",
+        "Dependency Completeness",
+        "Component Names",
+        "Component Versions",
+        "Other Unique Identifiers (Warning)",
+    ] {
+        assert!(table[met], "{met}: {table:?}");
+    }
+    // No maintainers in the example; no concluded licenses; a build-time
+    // SBOM ships no files.
+    for unmet in [
+        "Component Creators",
+        "Distribution Licenses",
+        "Distribution Filenames",
+    ] {
+        assert!(!table[unmet], "{unmet}: {table:?}");
+    }
+    assert_eq!(ntia_spdx3(&supplied)["isNtiaConformant"], true);
+    let doc = read(&supplied);
+    let packages = graph_of(&doc, "software_Package");
+    assert_eq!(packages.len(), 5);
+    let source = packages
+        .iter()
+        .find(|p| p["name"] == "activation-src")
+        .unwrap();
+    assert_eq!(source["software_primaryPurpose"], "source");
+    let generates = graph_of(&doc, "Relationship")
+        .into_iter()
+        .find(|r| r["relationshipType"] == "generates")
+        .unwrap();
+    assert_eq!(generates["from"], source["spdxId"]);
+    let licenses: BTreeSet<&str> = graph_of(&doc, "simplelicensing_LicenseExpression")
+        .iter()
+        .map(|l| l["simplelicensing_licenseExpression"].as_str().unwrap())
+        .collect();
+    assert!(licenses.contains("BSD-3-Clause"), "{licenses:?}");
+    assert!(licenses.contains("LicenseRef-CUDA-EULA"), "{licenses:?}");
+    assert_eq!(
+        graph_of(&doc, "simplelicensing_SimpleLicensingText").len(),
+        1
+    );
+
+    // Maintainers with emails in __meta: the component creators are met.
+    let nonce = format!("b{:x}", std::process::id());
+    let expr = format!(
+        r#"let mk = name: maintainers: deps: derivation {{
+      inherit name deps; system = "x86_64-linux"; builder = "/bin/sh";
+      __structuredAttrs = true;
+      __meta = {{ inherit maintainers; license = {{ spdxId = "MIT"; }}; }};
+    }};
+    lib = mk "bsi-lib-{nonce}-1.0" [ {{ name = "Ada"; email = "ada@example.org"; github = "ada"; }} ] [ ];
+in mk "bsi-app-{nonce}-2.0" [ "Bob <bob@example.org>" ] [ lib ]"#
+    );
+    let nix_file = dir.path().join("bsi.nix");
+    std::fs::write(&nix_file, expr).unwrap();
+    let app = support::instantiate_file(&nix_file);
+    let maintained = spdx3(
+        "maintained",
+        &["--author", "Ada <ada@example.org>"],
+        &[&app],
+    );
+    validate_spdx3(std::slice::from_ref(&maintained));
+    let table = bsi(&maintained);
+    assert!(table["Component Creators"], "{table:?}");
+    assert!(table["Original Licenses (Warning)"], "{table:?}");
+    assert!(!table["Distribution Licenses"], "{table:?}");
+    assert_eq!(ntia_spdx3(&maintained)["isNtiaConformant"], true);
+    let doc = read(&maintained);
+    let persons: BTreeSet<&str> = graph_of(&doc, "Person")
+        .iter()
+        .map(|p| p["externalIdentifier"][0]["identifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        persons,
+        BTreeSet::from(["ada@example.org", "bob@example.org"])
+    );
 }

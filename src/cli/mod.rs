@@ -69,8 +69,8 @@ enum Command {
     /// nothing), then record provenance against the meta-carrying
     /// derivations; prints the output paths.
     Realise(provenance::RealiseArgs),
-    /// Write a CycloneDX 1.6 or SPDX 2.3 SBOM of a derivation closure (no
-    /// evaluation: metadata comes from __meta).
+    /// Write a CycloneDX 1.6, SPDX 2.3 or SPDX 3.0.1 SBOM of a derivation
+    /// closure (no evaluation: metadata comes from __meta).
     Sbom(sbom::SbomArgs),
     /// Show or verify provenance records.
     #[command(subcommand)]

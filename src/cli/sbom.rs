@@ -1,4 +1,5 @@
-//! `drvmeta sbom`: CycloneDX 1.6 or SPDX 2.3 from a derivation closure.
+//! `drvmeta sbom`: CycloneDX 1.6, SPDX 2.3 or SPDX 3.0.1 from a derivation
+//! closure.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ enum Format {
     Cyclonedx,
     /// SPDX 2.3 JSON.
     Spdx,
+    /// SPDX 3.0.1 JSON-LD (what the BSI TR-03183-2 checks read).
+    Spdx3,
 }
 
 #[derive(Debug, Args)]
@@ -30,6 +33,11 @@ pub struct SbomArgs {
     /// the default is the whole build-time closure.
     #[arg(long)]
     runtime: bool,
+    /// With --runtime: hash every shipped output's NAR with SHA-512 as
+    /// well (BSI TR-03183-2 asks for it; Nix records SHA-256 only). Reads
+    /// the whole runtime closure, checking it against the Nix database.
+    #[arg(long, requires = "runtime")]
+    nar_sha512: bool,
     /// The supplier of every component whose __meta names none (vendor,
     /// maintainers, a GitHub/GitLab homepage): "Name" or "Name <email>", an
     /// organization. Without it such components say NOASSERTION.
@@ -92,6 +100,10 @@ pub fn run(args: &SbomArgs) -> Result<u8> {
         &realised,
         shipped.as_ref().map(|g| &g.paths),
     )?;
+    if args.nar_sha512 {
+        let bytes = sbom.hash_nars_sha512()?;
+        super::ui::verbose(&format!("hashed {bytes} bytes of NARs with SHA-512"));
+    }
     let missing = sbom.with_parties(supplier.as_ref(), &authors);
     if missing > 0 {
         super::ui::warning(&format!(
@@ -113,6 +125,9 @@ pub fn run(args: &SbomArgs) -> Result<u8> {
             )?,
             Format::Spdx => {
                 serde_json::to_writer_pretty(&mut writer, &drvmeta::sbom::spdx::document(&sbom))?
+            }
+            Format::Spdx3 => {
+                serde_json::to_writer_pretty(&mut writer, &drvmeta::sbom::spdx3::document(&sbom))?
             }
         }
         writer.write_all(b"\n")?;

@@ -248,10 +248,13 @@ fn component(package: &Package) -> Value {
     if let (None, [info]) = (&package.fixed, package.narinfo.as_slice())
         && let Some(digest) = info.nar_sha256()
     {
-        c.insert(
-            "hashes".into(),
-            json!([{ "alg": "SHA-256", "content": crate::derivation::store_path::hex(&digest) }]),
-        );
+        let mut hashes = vec![
+            json!({ "alg": "SHA-256", "content": crate::derivation::store_path::hex(&digest) }),
+        ];
+        if let Some(sha512) = &info.nar_sha512 {
+            hashes.push(json!({ "alg": "SHA-512", "content": sha512 }));
+        }
+        c.insert("hashes".into(), hashes.into());
     }
     c.insert("properties".into(), Value::Array(properties));
     Value::Object(c)

@@ -13,6 +13,7 @@ pub mod license;
 mod nixpkgs_licenses;
 pub mod parties;
 pub mod spdx;
+pub mod spdx3;
 mod spdx_ids;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -357,6 +358,44 @@ impl Sbom {
             missing += usize::from(package.supplier.is_none());
         }
         missing
+    }
+
+    /// Hash every shipped output's NAR with SHA-512 as well (BSI
+    /// TR-03183-2 asks for a SHA-512 of each deployable component; Nix
+    /// records SHA-256 only), on all cores, checking on the way that its
+    /// SHA-256 is the one the Nix database records. Returns the bytes
+    /// hashed. A runtime SBOM only (elsewhere there is nothing shipped).
+    ///
+    /// # Errors
+    /// When an output cannot be read, or its contents no longer match the
+    /// Nix database (a modified store path).
+    pub fn hash_nars_sha512(&mut self) -> Result<u64> {
+        let infos: Vec<&mut crate::nix_store::PathInfo> = self
+            .packages
+            .iter_mut()
+            .flat_map(|p| p.narinfo.iter_mut())
+            .collect();
+        let sizes: Vec<u64> = infos
+            .into_par_iter()
+            .map(|info| -> Result<u64> {
+                let path = std::path::Path::new(&info.path);
+                let (sha256, sha512, size) = crate::provenance::nar::nar_digests(path, true)?;
+                if info.nar_sha256() != Some(sha256) {
+                    return Err(crate::error::Error::Output {
+                        file: path.to_owned(),
+                        message: format!(
+                            "its NAR hashes to sha256:{} but the Nix database records {}: the \
+                             store path was modified (nix-store --verify --check-contents)",
+                            crate::derivation::nixbase32::encode(&sha256),
+                            info.nar_hash
+                        ),
+                    });
+                }
+                info.nar_sha512 = sha512.map(|d| crate::derivation::store_path::hex(&d));
+                Ok(size)
+            })
+            .collect::<Result<_>>()?;
+        Ok(sizes.iter().sum())
     }
 }
 

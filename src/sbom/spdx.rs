@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::license::License;
 use super::{Package, Sbom, serial_number};
 
-fn sanitize(text: &str) -> String {
+pub(super) fn sanitize(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
@@ -35,7 +35,7 @@ fn license_ref(name: &str) -> String {
 
 /// Whether SPDX accepts `url` as a download location: a URL of a scheme
 /// it knows (Nix's `mirror://` is not one; it stays in the comment).
-fn is_download_location(url: &str) -> bool {
+pub(super) fn is_download_location(url: &str) -> bool {
     [
         "https://", "http://", "ftp://", "sftp://", "git+", "git://", "svn+", "hg+", "bzr+",
     ]
@@ -43,7 +43,9 @@ fn is_download_location(url: &str) -> bool {
     .any(|scheme| url.starts_with(scheme))
 }
 
-fn declared(licenses: &[License], extracted: &mut BTreeMap<String, String>) -> String {
+/// The SPDX license expression of `licenses` (`NOASSERTION` when none),
+/// with a `LicenseRef-` for each named license, added to `extracted`.
+pub(super) fn declared(licenses: &[License], extracted: &mut BTreeMap<String, String>) -> String {
     if licenses.is_empty() {
         return "NOASSERTION".to_owned();
     }
@@ -59,6 +61,64 @@ fn declared(licenses: &[License], extracted: &mut BTreeMap<String, String>) -> S
         })
         .collect::<Vec<_>>()
         .join(" AND ")
+}
+
+/// The `nix:` facts SPDX has no field for, one `name=value` per line (the
+/// package comment, in both SPDX versions).
+pub(super) fn nix_comment(p: &Package) -> Vec<String> {
+    let mut comment = vec![format!("nix:drv_path={}", p.drv_path)];
+    for (name, path) in &p.outputs {
+        if let Some(path) = path {
+            comment.push(format!("nix:output:{name}={path}"));
+        }
+    }
+    for info in &p.narinfo {
+        if let Some(digest) = info.nar_sha256() {
+            comment.push(format!(
+                "nix:narinfo:nar_hash:{}=sha256:{}",
+                info.path,
+                crate::derivation::nixbase32::encode(&digest)
+            ));
+        }
+        comment.push(format!(
+            "nix:narinfo:nar_size:{}={}",
+            info.path, info.nar_size
+        ));
+        if let Some(sha512) = &info.nar_sha512 {
+            comment.push(format!("nix:nar_sha512:{}={sha512}", info.path));
+        }
+    }
+    if let Some(classic) = &p.classic_outputs {
+        comment.push("nix:realised=modulo-meta".to_owned());
+        for (name, path) in classic {
+            if let Some(path) = path {
+                comment.push(format!("nix:classic_output:{name}={path}"));
+            }
+        }
+    }
+    if let Some(fixed) = &p.fixed {
+        if let Some(function) = &fixed.function {
+            comment.push(format!("nix:fod:method={function}"));
+        }
+        comment.push(format!("nix:fod:hash_mode={}", fixed.method));
+        if let Some(rev) = &fixed.rev {
+            comment.push(format!("nix:fod:rev={rev}"));
+        }
+        if let Some(git_ref) = &fixed.git_ref {
+            comment.push(format!("nix:fod:ref={git_ref}"));
+        }
+        comment.push(format!("nix:fod:hash={}:{}", fixed.algorithm, fixed.hex));
+    }
+    for (name, revision) in [
+        ("kernel", &p.provenance.kernel),
+        ("kernel-builder", &p.provenance.builder),
+    ] {
+        if let Some(git) = revision.as_ref().and_then(|r| r.git.as_ref()) {
+            comment.push(format!("nix:provenance:{name}:commit={}", git.commit));
+            comment.push(format!("nix:provenance:{name}:dirty={}", git.dirty));
+        }
+    }
+    comment
 }
 
 fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
@@ -126,55 +186,7 @@ fn package(p: &Package, extracted: &mut BTreeMap<String, String>) -> Value {
             );
         }
     }
-    let mut comment = vec![format!("nix:drv_path={}", p.drv_path)];
-    for (name, path) in &p.outputs {
-        if let Some(path) = path {
-            comment.push(format!("nix:output:{name}={path}"));
-        }
-    }
-    for info in &p.narinfo {
-        if let Some(digest) = info.nar_sha256() {
-            comment.push(format!(
-                "nix:narinfo:nar_hash:{}=sha256:{}",
-                info.path,
-                crate::derivation::nixbase32::encode(&digest)
-            ));
-        }
-        comment.push(format!(
-            "nix:narinfo:nar_size:{}={}",
-            info.path, info.nar_size
-        ));
-    }
-    if let Some(classic) = &p.classic_outputs {
-        comment.push("nix:realised=modulo-meta".to_owned());
-        for (name, path) in classic {
-            if let Some(path) = path {
-                comment.push(format!("nix:classic_output:{name}={path}"));
-            }
-        }
-    }
-    if let Some(fixed) = &p.fixed {
-        if let Some(function) = &fixed.function {
-            comment.push(format!("nix:fod:method={function}"));
-        }
-        comment.push(format!("nix:fod:hash_mode={}", fixed.method));
-        if let Some(rev) = &fixed.rev {
-            comment.push(format!("nix:fod:rev={rev}"));
-        }
-        if let Some(git_ref) = &fixed.git_ref {
-            comment.push(format!("nix:fod:ref={git_ref}"));
-        }
-        comment.push(format!("nix:fod:hash={}:{}", fixed.algorithm, fixed.hex));
-    }
-    for (name, revision) in [
-        ("kernel", &p.provenance.kernel),
-        ("kernel-builder", &p.provenance.builder),
-    ] {
-        if let Some(git) = revision.as_ref().and_then(|r| r.git.as_ref()) {
-            comment.push(format!("nix:provenance:{name}:commit={}", git.commit));
-            comment.push(format!("nix:provenance:{name}:dirty={}", git.dirty));
-        }
-    }
+    let comment = nix_comment(p);
     if !p.source_provenance.is_empty() {
         out.insert(
             "sourceInfo".into(),
