@@ -111,7 +111,7 @@ pub fn load_and_hash(
 fn hash_node(closure: &Closure, index: usize, done: &[Option<NodeHashes>]) -> NodeHashes {
     let node = &closure.nodes()[index];
     let input = |path: &StorePath| {
-        let position = node.input_position(path)?;
+        let position = closure.input_position(index, path)?;
         done[position].as_ref()
     };
     let drv = node.derivation().map_err(|error| error.to_string());

@@ -65,6 +65,9 @@ impl LoadOptions {
     /// `drv_dir` holding its base name, else its path in the store directory.
     #[must_use]
     pub fn locate(&self, path: &StorePath) -> PathBuf {
+        if self.drv_dirs.is_empty() {
+            return PathBuf::from(path.to_absolute_path_in(&self.store_dir));
+        }
         let base = path.to_basename();
         self.drv_dirs
             .iter()
@@ -143,11 +146,8 @@ pub struct DrvNode {
     pub file: PathBuf,
     /// Whether the file's bytes hash to `path` (Nix's text-path rule).
     pub path_matches: bool,
-    /// The store paths of the input derivations, in the order of
-    /// [`Derivation::input_derivations`].
-    pub input_paths: Vec<StorePath>,
     /// Indices in [`Closure::nodes`] of the input derivations, in the order
-    /// of `input_paths`.
+    /// of [`Derivation::input_derivations`] (sorted by store path).
     pub inputs: Vec<usize>,
     /// The parsed derivation (which owns the file's bytes); `None` once
     /// released by [`Closure::release_bytes`]. Behind a mutex so that a walk
@@ -199,15 +199,6 @@ impl DrvNode {
                 path: self.path.to_absolute_path_in(&self.store_dir),
             })
     }
-
-    /// The index in [`Closure::nodes`] of the input derivation `path`.
-    #[must_use]
-    pub fn input_position(&self, path: &StorePath) -> Option<usize> {
-        self.input_paths
-            .iter()
-            .zip(&self.inputs)
-            .find_map(|(candidate, &position)| (candidate == path).then_some(position))
-    }
 }
 
 /// A set of derivations closed under their inputs, in dependency order.
@@ -225,7 +216,6 @@ pub(crate) struct Loaded {
     pub(crate) file: PathBuf,
     /// The parsed derivation, when the closure keeps it.
     pub(crate) drv: Option<Box<Derivation>>,
-    pub(crate) input_paths: Vec<StorePath>,
     pub(crate) path_matches: bool,
 }
 
@@ -298,16 +288,10 @@ fn check_one(
 ) -> Result<(Loaded, Derivation)> {
     let drv = parse_owned(bytes, drv_name(&path), store_dir, &file)?;
     let path_matches = drv.bytes_match_path(&path);
-    let input_paths = drv
-        .input_derivations()
-        .iter()
-        .map(|input| input.path.clone())
-        .collect();
     let loaded = Loaded {
         path,
         file,
         drv: None,
-        input_paths,
         path_matches,
     };
     Ok((loaded, drv))
@@ -324,7 +308,6 @@ pub fn read_one(options: &LoadOptions, arg: &str) -> Result<DrvNode> {
         path: loaded.path,
         file: loaded.file,
         path_matches: loaded.path_matches,
-        input_paths: loaded.input_paths,
         inputs: Vec::new(),
         drv: Mutex::new(Some(Box::new(drv))),
         store_dir: options.store_dir.clone(),
@@ -384,14 +367,14 @@ impl Closure {
 
     /// Put loaded derivations in dependency order with an iterative
     /// depth-first walk, detecting cycles. `edges[i]` are the positions in
-    /// `loaded` of the inputs of `loaded[i]`, in the order of its
-    /// `input_paths`; `positions` maps every path to its position in
+    /// `loaded` of the inputs of `loaded[i]`, in the order of its input
+    /// derivations; `positions` maps every path to its position in
     /// `loaded`. Returns the closure and, for each of its nodes, its
     /// position in `loaded`.
     pub(crate) fn order(
         store_dir: StoreDir,
         loaded: Vec<Loaded>,
-        edges: Vec<Vec<usize>>,
+        mut edges: Vec<Vec<usize>>,
         mut positions: HashMap<StorePath, usize>,
         roots: &[StorePath],
     ) -> Result<(Self, Vec<usize>)> {
@@ -436,12 +419,15 @@ impl Closure {
         let mut nodes = Vec::with_capacity(order.len());
         for &old in &order {
             let node = slots[old].take().expect("each node is placed once");
-            let inputs = edges[old].iter().map(|&i| new_index[i]).collect();
+            // Renumbered in place: no second vector per node.
+            let mut inputs = std::mem::take(&mut edges[old]);
+            for input in &mut inputs {
+                *input = new_index[*input];
+            }
             nodes.push(DrvNode {
                 path: node.path,
                 file: node.file,
                 path_matches: node.path_matches,
-                input_paths: node.input_paths,
                 inputs,
                 drv: Mutex::new(node.drv),
                 store_dir: store_dir.clone(),
@@ -470,6 +456,18 @@ impl Closure {
     #[must_use]
     pub fn nodes(&self) -> &[DrvNode] {
         &self.nodes
+    }
+
+    /// The index in [`Self::nodes`] of input derivation `path` of the node
+    /// at `node`.
+    #[must_use]
+    pub fn input_position(&self, node: usize, path: &StorePath) -> Option<usize> {
+        let inputs = &self.nodes[node].inputs;
+        // The inputs follow the derivation's sorted input derivations.
+        inputs
+            .binary_search_by(|&input| self.nodes[input].path.cmp(path))
+            .ok()
+            .map(|at| inputs[at])
     }
 
     /// Indices of the roots, in the order given (duplicates kept).

@@ -34,18 +34,21 @@ pub struct Visit<'a, T> {
     pub drv: &'a Derivation,
     /// Whether it was given as a root (and first reached as one).
     pub is_root: bool,
-    inputs: &'a [(StorePath, Arc<T>)],
+    /// The results of its input derivations, in the order of
+    /// `drv.input_derivations()`.
+    inputs: &'a [Arc<T>],
 }
 
 impl<'a, T> Visit<'a, T> {
     /// The result of visiting input derivation `path` (visited before).
     #[must_use]
     pub fn input(&self, path: &StorePath) -> Option<&'a T> {
-        // `inputs` follows the derivation's sorted input derivations.
-        self.inputs
-            .binary_search_by(|(candidate, _)| candidate.cmp(path))
+        // The input derivations are sorted by path.
+        self.drv
+            .input_derivations()
+            .binary_search_by(|candidate| candidate.path.cmp(path))
             .ok()
-            .map(|position| &*self.inputs[position].1)
+            .map(|position| &*self.inputs[position])
     }
 }
 
@@ -56,7 +59,7 @@ struct Slot<T> {
     needed_by: Option<usize>,
     /// Set once read. (Boxed: slots are moved as the vector grows.)
     loaded: Option<Box<Loaded>>,
-    /// Slot indices of its inputs, in the order of `loaded.input_paths`.
+    /// Slot indices of its inputs, in the order of its input derivations.
     inputs: Vec<usize>,
     /// The parsed derivation, from reading until visiting.
     parsed: Option<Box<Derivation>>,
@@ -185,9 +188,10 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
             }
         };
         let mut new_inputs = Vec::new();
-        let mut inputs = Vec::with_capacity(loaded.input_paths.len());
+        let mut inputs = Vec::with_capacity(drv.input_derivations().len());
         let mut pending = 0;
-        for input_path in &loaded.input_paths {
+        for input_drv in drv.input_derivations() {
+            let input_path = &input_drv.path;
             let input = match state.index.get(input_path) {
                 Some(&input) => input,
                 None => {
@@ -232,13 +236,14 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
                 .parsed
                 .take()
                 .expect("parsed once, visited once");
-            let inputs: Vec<(StorePath, Arc<T>)> = state.slots[slot]
+            let inputs: Vec<Arc<T>> = state.slots[slot]
                 .inputs
                 .iter()
                 .map(|&input| {
-                    let input = &state.slots[input];
-                    let result = input.result.clone().expect("inputs are visited first");
-                    (input.path.clone(), result)
+                    state.slots[input]
+                        .result
+                        .clone()
+                        .expect("inputs are visited first")
                 })
                 .collect();
             let this = &state.slots[slot];

@@ -14,8 +14,8 @@
 use sha2::{Digest, Sha256};
 
 use super::error::HashError;
-use super::store_path::{StoreDir, StorePath, hex, output_path_name};
-use super::write::{Form, write_aterm};
+use super::store_path::{StoreDir, StorePath, output_path_name};
+use super::write::{Form, HashedInput, HashedOutputs, write_aterm};
 use super::{Derivation, OutputKind};
 
 /// Output paths by output name, sorted by name, `None` where a path is not
@@ -211,34 +211,29 @@ enum Kind {
 }
 
 fn kind(drv: &Derivation) -> Result<Kind, HashError> {
-    let mut kinds: Vec<Kind> = drv
-        .outputs
-        .iter()
-        .map(|o| match o.kind {
-            OutputKind::InputAddressed(_) | OutputKind::Deferred => Kind::InputAddressed,
-            OutputKind::Fixed(_) => Kind::Fixed,
-            OutputKind::Floating => Kind::Floating,
-            OutputKind::Impure => Kind::Impure,
-        })
-        .collect();
-    kinds.dedup();
-    match kinds.as_slice() {
-        [] => Err(HashError::MixedOutputs("no outputs".to_owned())),
-        [Kind::Fixed] if drv.outputs.len() != 1 || drv.output("out").is_none() => {
-            Err(HashError::FixedNotSingleOut)
-        }
-        [one] => Ok(*one),
-        _ => Err(HashError::MixedOutputs(format!("{kinds:?}"))),
+    let of = |o: &super::OutputEntry| match o.kind {
+        OutputKind::InputAddressed(_) | OutputKind::Deferred => Kind::InputAddressed,
+        OutputKind::Fixed(_) => Kind::Fixed,
+        OutputKind::Floating => Kind::Floating,
+        OutputKind::Impure => Kind::Impure,
+    };
+    let Some(first) = drv.outputs.first().map(of) else {
+        return Err(HashError::MixedOutputs("no outputs".to_owned()));
+    };
+    if drv.outputs.iter().any(|o| of(o) != first) {
+        let mut kinds: Vec<Kind> = drv.outputs.iter().map(of).collect();
+        kinds.dedup();
+        return Err(HashError::MixedOutputs(format!("{kinds:?}")));
     }
+    if first == Kind::Fixed && (drv.outputs.len() != 1 || drv.output("out").is_none()) {
+        return Err(HashError::FixedNotSingleOut);
+    }
+    Ok(first)
 }
 
-/// Input derivations as the hash-modulo forms print them: hash (hex) and
-/// the requested outputs, sorted by hash.
-type HashedInputs<'d> = Vec<(String, Vec<&'d str>)>;
-
-/// The input derivations of `drv` replaced by their input-form hashes
-/// (hex), requested outputs united, sorted by hash — or `None` when an
-/// input is deferred.
+/// The input derivations of `drv` replaced by their input-form hashes,
+/// requested outputs united, sorted by hash (hex order is byte order) — or
+/// `None` when an input is deferred.
 ///
 /// An input with dynamic outputs (`builtins.outputOf`): Nix master defers
 /// the derivation (its outputs are written empty). Nix 2.34 writes an
@@ -248,13 +243,13 @@ type HashedInputs<'d> = Vec<(String, Vec<&'d str>)>;
 fn hashed_inputs(
     drv: &Derivation,
     input: impl Fn(&StorePath) -> Option<InputHash>,
-) -> Result<Option<HashedInputs<'_>>, HashError> {
+) -> Result<Option<Vec<HashedInput<'_>>>, HashError> {
     let store_dir = drv.store_dir();
     let written_by_2_34 = drv
         .outputs
         .iter()
         .all(|o| matches!(o.kind, OutputKind::InputAddressed(_)));
-    let mut inputs: Vec<(String, Vec<&str>)> = Vec::with_capacity(drv.input_drvs.len());
+    let mut inputs: Vec<HashedInput<'_>> = Vec::with_capacity(drv.input_drvs.len());
     for input_drv in &drv.input_drvs {
         let render = || input_drv.path.to_absolute_path_in(store_dir);
         if !input_drv.node.dynamic.is_empty() {
@@ -271,7 +266,7 @@ fn hashed_inputs(
                 InputHash::Fixed(hash) => (hash, true),
                 InputHash::Deferred => return Ok(None),
             };
-        let outputs: Vec<&str> = if fixed {
+        let outputs = if fixed {
             // A fixed-output input stands for its content: one "out".
             if let Some(other) = input_drv.node.outputs.iter().find(|o| *o != "out") {
                 return Err(HashError::NoSuchOutput {
@@ -279,21 +274,22 @@ fn hashed_inputs(
                     output: other.clone(),
                 });
             }
-            vec!["out"]
+            HashedOutputs::Out
         } else {
-            input_drv.node.outputs.iter().map(String::as_str).collect()
+            HashedOutputs::Node(&input_drv.node.outputs)
         };
-        let key = hex(&hash);
-        match inputs.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, existing)) => {
-                existing.extend(outputs);
-                existing.sort_unstable();
-                existing.dedup();
+        match inputs.iter_mut().find(|existing| existing.hash == hash) {
+            Some(existing) => {
+                let mut union = existing.outputs.to_vec();
+                union.extend(outputs.to_vec());
+                union.sort_unstable();
+                union.dedup();
+                existing.outputs = HashedOutputs::Union(union);
             }
-            None => inputs.push((key, outputs)),
+            None => inputs.push(HashedInput { hash, outputs }),
         }
     }
-    inputs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    inputs.sort_unstable_by_key(|input| input.hash);
     Ok(Some(inputs))
 }
 

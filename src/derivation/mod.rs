@@ -317,8 +317,7 @@ impl Derivation {
     #[must_use]
     pub fn bytes_match_path(&self, path: &StorePath) -> bool {
         self.store_dir
-            .make_text_path(path.name(), &self.bytes, self.references())
-            .is_ok_and(|computed| computed == *path)
+            .is_text_path(path, &self.bytes, self.references())
     }
 
     /// A copy with edits: output paths (and the environment variables named

@@ -13,9 +13,19 @@ pub const fn encoded_len(len: usize) -> usize {
 /// Encode `bytes` as Nix writes them.
 #[must_use]
 pub fn encode(bytes: &[u8]) -> String {
+    let mut out = vec![0; encoded_len(bytes.len())];
+    encode_into(bytes, &mut out);
+    String::from_utf8(out).expect("the alphabet is ASCII")
+}
+
+/// [`encode`] into `out`, which must be [`encoded_len`] long.
+///
+/// # Panics
+/// When `out` has another length.
+pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
     let len = encoded_len(bytes.len());
-    let mut out = Vec::with_capacity(len);
-    for n in (0..len).rev() {
+    assert_eq!(out.len(), len, "the encoding of {} bytes", bytes.len());
+    for (position, n) in (0..len).rev().enumerate() {
         let b = n * 5;
         let i = b / 8;
         let j = b % 8;
@@ -23,9 +33,8 @@ pub fn encode(bytes: &[u8]) -> String {
         let high = bytes
             .get(i + 1)
             .map_or(0, |&next| u16::from(next) << (8 - j));
-        out.push(ALPHABET[usize::from((low | high) & 0x1f)]);
+        out[position] = ALPHABET[usize::from((low | high) & 0x1f)];
     }
-    String::from_utf8(out).expect("the alphabet is ASCII")
 }
 
 /// The value of each byte as a digit, 0xff for bytes outside the alphabet.

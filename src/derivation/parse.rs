@@ -194,7 +194,42 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// The lists of a derivation as they are read: kept per thread, so that
+/// each finished list is allocated once, at its exact length, instead of
+/// growing by doubling and shrinking again.
+#[derive(Default)]
+struct Scratch {
+    outputs: Vec<OutputEntry>,
+    input_drvs: Vec<InputDerivation>,
+    input_srcs: Vec<StorePath>,
+    args: Vec<Span>,
+    env: Vec<(Span, Span)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+}
+
+/// The items of `scratch`, moved into a vector of their exact length.
+fn exact<T>(scratch: &mut Vec<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(scratch.len());
+    out.append(scratch);
+    out
+}
+
 pub(super) fn parse(bytes: Vec<u8>, name: &str, store_dir: &StoreDir) -> Result<Derivation> {
+    let mut scratch = SCRATCH.take();
+    let parsed = parse_with(bytes, name, store_dir, &mut scratch);
+    SCRATCH.set(scratch);
+    parsed
+}
+
+fn parse_with(
+    bytes: Vec<u8>,
+    name: &str,
+    store_dir: &StoreDir,
+    scratch: &mut Scratch,
+) -> Result<Derivation> {
     if u32::try_from(bytes.len()).is_err() {
         return Err(ParseError {
             offset: 0,
@@ -224,7 +259,8 @@ pub(super) fn parse(bytes: Vec<u8>, name: &str, store_dir: &StoreDir) -> Result<
     };
 
     // Outputs.
-    let mut outputs: Vec<OutputEntry> = Vec::new();
+    let outputs = &mut scratch.outputs;
+    outputs.clear();
     p.string_list(|p| {
         p.expect(b"(", "'('")?;
         let at = p.pos + 1;
@@ -288,7 +324,8 @@ pub(super) fn parse(bytes: Vec<u8>, name: &str, store_dir: &StoreDir) -> Result<
 
     // Input derivations.
     p.expect(b",", "','")?;
-    let mut input_drvs: Vec<InputDerivation> = Vec::new();
+    let input_drvs = &mut scratch.input_drvs;
+    input_drvs.clear();
     p.string_list(|p| {
         p.expect(b"(", "'('")?;
         let at = p.pos + 1;
@@ -318,7 +355,8 @@ pub(super) fn parse(bytes: Vec<u8>, name: &str, store_dir: &StoreDir) -> Result<
 
     // Input sources.
     p.expect(b",", "','")?;
-    let mut input_srcs: Vec<StorePath> = Vec::new();
+    let input_srcs = &mut scratch.input_srcs;
+    input_srcs.clear();
     p.string_list(|p| {
         input_srcs.push(p.store_path(store_dir, "an input source")?);
         Ok(())
@@ -334,13 +372,15 @@ pub(super) fn parse(bytes: Vec<u8>, name: &str, store_dir: &StoreDir) -> Result<
     p.expect(b",", "','")?;
     let builder = p.string()?;
     p.expect(b",", "','")?;
-    let mut args = Vec::new();
+    let args = &mut scratch.args;
+    args.clear();
     p.string_list(|p| {
         args.push(p.string()?);
         Ok(())
     })?;
     p.expect(b",", "','")?;
-    let mut env: Vec<(Span, Span)> = Vec::new();
+    let env = &mut scratch.env;
+    env.clear();
     p.string_list(|p| {
         p.expect(b"(", "'('")?;
         let key = p.string()?;
@@ -377,24 +417,18 @@ pub(super) fn parse(bytes: Vec<u8>, name: &str, store_dir: &StoreDir) -> Result<
         env.sort_by(|a, b| key(&a.0).cmp(&key(&b.0)));
         env.dedup_by(|a, b| key(&a.0) == key(&b.0));
     }
-    // Vectors grew by doubling: give the slack back, since a closure keeps
-    // (or a walk parks) thousands of these.
-    outputs.shrink_to_fit();
-    input_drvs.shrink_to_fit();
-    input_srcs.shrink_to_fit();
-    args.shrink_to_fit();
-    env.shrink_to_fit();
+    // Exact lengths: a closure keeps (or a walk parks) thousands of these.
     Ok(Derivation {
         name: name.to_owned(),
         store_dir: store_dir.clone(),
         version,
-        outputs,
-        input_drvs,
-        input_srcs,
+        outputs: exact(outputs),
+        input_drvs: exact(input_drvs),
+        input_srcs: exact(input_srcs),
         system,
         builder,
-        args,
-        env,
+        args: exact(args),
+        env: exact(env),
         canonical,
         bytes,
     })

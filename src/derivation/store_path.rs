@@ -83,18 +83,45 @@ impl StoreDir {
         digest: &[u8],
         name: &str,
     ) -> Result<StorePath, StorePathError> {
+        self.store_path_of(|h| h.update(kind.as_bytes()), algorithm, digest, name)
+    }
+
+    /// [`Self::make_store_path`] with the type written into the hasher by
+    /// `kind` (no string is built for it).
+    fn store_path_of(
+        &self,
+        kind: impl FnOnce(&mut Sha256),
+        algorithm: &str,
+        digest: &[u8],
+        name: &str,
+    ) -> Result<StorePath, StorePathError> {
         validate_name(name.as_bytes())?;
+        StorePath::from_parts(self.fingerprint(kind, algorithm, digest, name), name)
+    }
+
+    /// The 20-byte hash of a store path's fingerprint (see
+    /// [`Self::make_store_path`]).
+    fn fingerprint(
+        &self,
+        kind: impl FnOnce(&mut Sha256),
+        algorithm: &str,
+        digest: &[u8],
+        name: &str,
+    ) -> [u8; 20] {
+        let mut hex_digest = [0u8; 128];
+        let hex_digest = &mut hex_digest[..digest.len() * 2];
+        hex_into(digest, hex_digest);
         let mut hasher = Sha256::new();
-        hasher.update(kind.as_bytes());
+        kind(&mut hasher);
         hasher.update(b":");
         hasher.update(algorithm.as_bytes());
         hasher.update(b":");
-        hasher.update(hex(digest).as_bytes());
+        hasher.update(&*hex_digest);
         hasher.update(b":");
         hasher.update(self.0.as_bytes());
         hasher.update(b":");
         hasher.update(name.as_bytes());
-        StorePath::from_parts(compress(&hasher.finalize()), name)
+        compress(&hasher.finalize())
     }
 
     /// The path of a text file (a `.drv`) with these contents and
@@ -122,18 +149,40 @@ impl StoreDir {
         digest: &[u8],
         references: impl IntoIterator<Item = &'a StorePath>,
     ) -> Result<StorePath, StorePathError> {
-        let mut refs: Vec<String> = references
-            .into_iter()
-            .map(|r| r.to_absolute_path_in(self))
-            .collect();
-        refs.sort_unstable();
-        refs.dedup();
-        let mut kind = String::from("text");
-        for r in &refs {
-            kind.push(':');
-            kind.push_str(r);
+        let refs = sorted_unique(references);
+        self.store_path_of(|h| self.text_kind(h, &refs), "sha256", digest, name)
+    }
+
+    /// Whether `path` is the path of a text file with these contents and
+    /// references ([`Self::make_text_path`] without building the path).
+    #[must_use]
+    pub fn is_text_path<'a>(
+        &self,
+        path: &StorePath,
+        contents: &[u8],
+        references: impl IntoIterator<Item = &'a StorePath>,
+    ) -> bool {
+        let digest = Sha256::digest(contents);
+        let refs = sorted_unique(references);
+        let mut hash = [0u8; HASH_PART_LEN];
+        nixbase32::encode_into(
+            &self.fingerprint(|h| self.text_kind(h, &refs), "sha256", &digest, &path.name),
+            &mut hash,
+        );
+        hash == path.hash
+    }
+
+    /// Write a text path's type, `text:<ref>:<ref>…`, into `hasher`.
+    fn text_kind(&self, hasher: &mut Sha256, refs: &[&StorePath]) {
+        hasher.update(b"text");
+        for r in refs {
+            hasher.update(b":");
+            hasher.update(self.0.as_bytes());
+            hasher.update(b"/");
+            hasher.update(r.hash);
+            hasher.update(b"-");
+            hasher.update(r.name.as_bytes());
         }
-        self.make_store_path(&kind, "sha256", digest, name)
     }
 
     /// The path of input-addressed output `output` of a derivation named
@@ -147,13 +196,27 @@ impl StoreDir {
         output: &str,
         drv_name: &str,
     ) -> Result<StorePath, StorePathError> {
-        self.make_store_path(
-            &format!("output:{output}"),
-            "sha256",
-            hash,
-            &output_path_name(drv_name, output),
-        )
+        let kind = |hasher: &mut Sha256| {
+            hasher.update(b"output:");
+            hasher.update(output.as_bytes());
+        };
+        if output == "out" {
+            self.store_path_of(kind, "sha256", hash, drv_name)
+        } else {
+            self.store_path_of(kind, "sha256", hash, &output_path_name(drv_name, output))
+        }
     }
+}
+
+/// References sorted and deduplicated for a text path's type. Store paths
+/// order as their absolute forms do (one store directory, then hash part
+/// and name), so they are sorted as themselves and written straight into
+/// the fingerprint.
+fn sorted_unique<'a>(references: impl IntoIterator<Item = &'a StorePath>) -> Vec<&'a StorePath> {
+    let mut refs: Vec<&StorePath> = references.into_iter().collect();
+    refs.sort_unstable();
+    refs.dedup();
+    refs
 }
 
 /// The name of output `output` of a derivation named `drv_name`: the
@@ -180,13 +243,22 @@ pub fn compress(digest: &[u8]) -> [u8; 20] {
 /// Lowercase hexadecimal.
 #[must_use]
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 15)]);
-    }
+    let mut out = vec![0; bytes.len() * 2];
+    hex_into(bytes, &mut out);
     String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// [`hex`] into `out`, which must be twice as long as `bytes`.
+///
+/// # Panics
+/// When `out` has another length.
+pub fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    assert_eq!(out.len(), bytes.len() * 2, "two hex digits per byte");
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
 }
 
 /// Check a store path name: 1 to 211 bytes of `A-Za-z0-9+-._?=`, not
@@ -272,7 +344,7 @@ impl StorePath {
     pub fn from_parts(digest: [u8; 20], name: &str) -> Result<Self, StorePathError> {
         validate_name(name.as_bytes())?;
         let mut hash = [0u8; HASH_PART_LEN];
-        hash.copy_from_slice(nixbase32::encode(&digest).as_bytes());
+        nixbase32::encode_into(&digest, &mut hash);
         Ok(Self {
             hash,
             name: name.into(),

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::io::{self, Write};
 
-use super::store_path::StorePath;
+use super::store_path::{StoreDir, StorePath};
 use super::{Derivation, InputNode};
 
 /// Escape `s` as Nix's `printString` does (`"` `\` newline, carriage
@@ -64,11 +64,61 @@ pub(crate) struct Form<'a> {
     /// Set these outputs' paths, and the environment variables named after
     /// them (`None` entries keep what is written).
     pub outputs: Option<&'a [(String, Option<StorePath>)]>,
-    /// Input derivations replaced by hashes (hex) with the union of their
-    /// requested outputs, sorted by hash (the hash-modulo forms).
-    pub inputs: Option<&'a [(String, Vec<&'a str>)]>,
+    /// Input derivations replaced by hashes (printed in hex) with the union
+    /// of their requested outputs, sorted by hash (the hash-modulo forms).
+    pub inputs: Option<&'a [HashedInput<'a>]>,
     /// Raw (escaped) `__json` text to print instead.
     pub json: Option<&'a [u8]>,
+}
+
+/// An input derivation as the hash-modulo forms print it.
+#[derive(Debug)]
+pub(crate) struct HashedInput<'d> {
+    /// Its input-form hash.
+    pub hash: [u8; 32],
+    /// The outputs requested of it (of every input with this hash).
+    pub outputs: HashedOutputs<'d>,
+}
+
+/// The requested outputs of a [`HashedInput`], borrowed where they can be.
+#[derive(Debug)]
+pub(crate) enum HashedOutputs<'d> {
+    /// As one input derivation requests them (sorted, as parsed).
+    Node(&'d [String]),
+    /// `out` alone (a fixed-output input stands for its content).
+    Out,
+    /// The union of several inputs' outputs, sorted and deduplicated.
+    Union(Vec<&'d str>),
+}
+
+impl<'d> HashedOutputs<'d> {
+    /// The output names, sorted.
+    pub fn to_vec(&self) -> Vec<&'d str> {
+        match self {
+            Self::Node(names) => names.iter().map(String::as_str).collect(),
+            Self::Out => vec!["out"],
+            Self::Union(names) => names.clone(),
+        }
+    }
+
+    fn write(&self, w: &mut dyn Write) -> io::Result<()> {
+        match self {
+            Self::Node(names) => list(w, names.iter(), |w, o| quoted(w, o.as_bytes())),
+            Self::Out => w.write_all(b"[\"out\"]"),
+            Self::Union(names) => list(w, names.iter(), |w, o| quoted(w, o.as_bytes())),
+        }
+    }
+}
+
+/// Write `<store dir>/<hash>-<name>` quoted, without building it.
+fn quoted_path(w: &mut dyn Write, store_dir: &StoreDir, path: &StorePath) -> io::Result<()> {
+    w.write_all(b"\"")?;
+    w.write_all(store_dir.as_str().as_bytes())?;
+    w.write_all(b"/")?;
+    w.write_all(path.hash_part().as_bytes())?;
+    w.write_all(b"-")?;
+    w.write_all(path.name().as_bytes())?;
+    w.write_all(b"\"")
 }
 
 fn quoted(w: &mut dyn Write, raw: &[u8]) -> io::Result<()> {
@@ -147,7 +197,7 @@ pub(crate) fn write_aterm(drv: &Derivation, w: &mut impl Write, form: &Form<'_>)
         w.write_all(b",")?;
         match override_for(name) {
             Some(path) => {
-                quoted(w, path.to_absolute_path_in(store_dir).as_bytes())?;
+                quoted_path(w, store_dir, path)?;
                 w.write_all(b",\"\",\"\"")?;
             }
             None => {
@@ -162,25 +212,25 @@ pub(crate) fn write_aterm(drv: &Derivation, w: &mut impl Write, form: &Form<'_>)
     })?;
     w.write_all(b",")?;
     match form.inputs {
-        Some(inputs) => list(w, inputs, |w, (hash, outputs)| {
+        Some(inputs) => list(w, inputs, |w, input| {
+            let mut hex = [0u8; 64];
+            super::store_path::hex_into(&input.hash, &mut hex);
             w.write_all(b"(")?;
-            quoted(w, hash.as_bytes())?;
+            quoted(w, &hex)?;
             w.write_all(b",")?;
-            list(w, outputs, |w, o| quoted(w, o.as_bytes()))?;
+            input.outputs.write(w)?;
             w.write_all(b")")
         })?,
         None => list(w, &drv.input_drvs, |w, input| {
             w.write_all(b"(")?;
-            quoted(w, input.path.to_absolute_path_in(store_dir).as_bytes())?;
+            quoted_path(w, store_dir, &input.path)?;
             w.write_all(b",")?;
             write_node(w, &input.node)?;
             w.write_all(b")")
         })?,
     }
     w.write_all(b",")?;
-    list(w, &drv.input_srcs, |w, src| {
-        quoted(w, src.to_absolute_path_in(store_dir).as_bytes())
-    })?;
+    list(w, &drv.input_srcs, |w, src| quoted_path(w, store_dir, src))?;
     w.write_all(b",")?;
     quoted(w, drv.system.get(bytes))?;
     w.write_all(b",")?;
@@ -197,7 +247,7 @@ pub(crate) fn write_aterm(drv: &Derivation, w: &mut impl Write, form: &Form<'_>)
         if form.mask_outputs && is_output(key) {
             w.write_all(b"\"\"")?;
         } else if let Some(path) = override_for(key) {
-            quoted(w, path.to_absolute_path_in(store_dir).as_bytes())?;
+            quoted_path(w, store_dir, path)?;
         } else if let (Some(json), true) = (form.json, key == super::meta::JSON_KEY) {
             quoted(w, json)?;
         } else {
