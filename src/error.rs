@@ -86,6 +86,16 @@ pub enum Error {
         /// The derivation asked for.
         path: String,
     },
+    /// Derivations of a closure to post-process are invalid or
+    /// inconsistent ([`crate::closure::problems_of`]).
+    #[error(
+        "{} problem(s) in the closure (drvmeta hash reports the same): nothing was done",
+        problems.len()
+    )]
+    Problems {
+        /// What is wrong, one line per problem, naming the derivation.
+        problems: Vec<String>,
+    },
     /// A derivation could not be rewritten or stripped.
     #[error("{path}: cannot post-process: {message}")]
     Rewrite {

@@ -115,7 +115,7 @@ fn hash_node(closure: &Closure, index: usize, done: &[Option<NodeHashes>]) -> No
         done[position].as_ref()
     };
     let drv = node.derivation().map_err(|error| error.to_string());
-    hash_derivation_both(drv.as_ref().map_err(Clone::clone), input)
+    hash_derivation_both(drv.as_deref().map_err(Clone::clone), input)
 }
 
 /// Hash one parsed derivation (or record why it could not be read), given
@@ -276,12 +276,12 @@ pub struct Rooted {
     /// Whether its bytes hash to its path.
     pub path_matches: bool,
     /// The derivation.
-    pub drv: Derivation,
+    pub drv: std::sync::Arc<Derivation>,
     /// Its hashes.
     pub hashes: NodeHashes,
     /// Its input derivations, parsed, in [`Derivation::input_derivations`]
     /// order.
-    pub inputs: Vec<Derivation>,
+    pub inputs: Vec<std::sync::Arc<Derivation>>,
 }
 
 /// The hashes a dependent needs of a cached input.
@@ -395,7 +395,7 @@ fn warm_roots(
             if !input_loaded.path_matches {
                 return Ok(None);
             }
-            inputs.push(input_drv);
+            inputs.push(std::sync::Arc::new(input_drv));
             cached.push((input.path.clone(), from_cache(hashes)));
         }
         let hashes = hash_derivation_both(Ok(&drv), |p| {
@@ -404,7 +404,7 @@ fn warm_roots(
         rooted.push(Rooted {
             path: loaded.path,
             path_matches: loaded.path_matches,
-            drv,
+            drv: std::sync::Arc::new(drv),
             hashes,
             inputs,
         });

@@ -1,24 +1,35 @@
 //! Closure post-processing: rewrite (A → A*) and strip (A or A* → B),
 //! DESIGN.md §2.3.
 //!
-//! Both walk the closure in dependency order. Each derivation gets its input
-//! derivation paths, and every embedded hash part or downstream placeholder of
-//! an input that changed, replaced ([`crate::substitute`]); its outputs are
-//! then computed modulo meta from the results of its inputs. **Strip** writes
-//! the meta-normal form (meta removed: the exact derivation a meta-free
-//! instantiation gives); **rewrite** keeps `__meta` and the feature and sets
-//! the outputs to the modulo-meta paths, as a derivation-meta Nix would. Both
-//! give every output the same path, so nothing a strip imports rebuilds for a
-//! meta-only change.
+//! Both go through the closure inputs first. Each derivation gets the paths
+//! of its input derivations that changed, and every embedded hash part or
+//! downstream placeholder of their outputs, replaced ([`crate::substitute`]);
+//! its outputs are then computed modulo meta from the results of its
+//! inputs. **Strip** writes the meta-normal form (meta removed: the exact
+//! derivation a meta-free instantiation gives); **rewrite** keeps `__meta`
+//! and the feature and sets the outputs to the modulo-meta paths, as a
+//! derivation-meta Nix would. Both give every output the same path, so
+//! nothing a strip imports rebuilds for a meta-only change.
+//!
+//! Only the changes of a derivation's own input derivations are replaced in
+//! it: a store path a derivation embeds comes with string context, which
+//! makes its derivation an input (a path whose context was discarded stays
+//! as written). So each derivation's result depends on its inputs' results
+//! alone, and [`load_and_rewrite`] computes it in the one walk every
+//! command loads closures with, as soon as its inputs are done, dropping
+//! the parsed derivation right after.
+
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use crate::closure::{Closure, drv_name, parse_owned};
+use crate::closure::walk::{Visit, walk};
+use crate::closure::{Closure, LoadOptions, drv_name};
 use crate::derivation::meta;
-use crate::derivation::{Derivation, InputHash, StorePath, downstream_placeholder};
+use crate::derivation::{Derivation, InputHash, StoreDir, StorePath, downstream_placeholder};
 use crate::error::{Error, Result};
 use crate::hashing::{OutputPaths, meta_normal_form, recorded_outputs};
-use crate::substitute::Substitutions;
+use crate::substitute::{Changes, Substitutions};
 
 /// What to make of the closure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +60,12 @@ pub struct Rewritten {
     /// The output paths the original derivation recorded (what dependents
     /// embed today).
     recorded: OutputPaths,
+    /// What a dependent replaces ([`record_changes`]), computed once.
+    changes: Changes,
 }
 
-/// Rewrite or strip every derivation of `closure`; results are in
-/// [`Closure::nodes`] order.
+/// Rewrite or strip every derivation of `closure` (loaded with its
+/// derivations); results are in [`Closure::nodes`] order, with their bytes.
 ///
 /// # Errors
 /// An invalid derivation (naming it and why), or one that cannot be
@@ -60,19 +73,31 @@ pub struct Rewritten {
 pub fn rewrite_closure(closure: &Closure, mode: Mode) -> Result<Vec<Rewritten>> {
     let nodes = closure.nodes();
     let mut results: Vec<Option<Rewritten>> = (0..nodes.len()).map(|_| None).collect();
-    let mut subs = Substitutions::default();
     for level in closure.levels() {
         let done = &results;
-        let subs_ref = &subs;
         let computed: Vec<Result<Rewritten>> = level
             .par_iter()
             .with_min_len(16)
-            .map(|&index| rewrite_one(closure, index, done, subs_ref, mode))
+            .map(|&index| {
+                let node = &nodes[index];
+                let drv = node.derivation()?;
+                let input = |path: &StorePath| {
+                    let position = closure.input_position(index, path)?;
+                    done[position].as_ref()
+                };
+                let file = || node.file.clone();
+                let one = One {
+                    path: &node.path,
+                    file: &file,
+                    store_dir: closure.store_dir(),
+                    mode,
+                    keep_bytes: true,
+                };
+                one.rewrite(&drv, input)
+            })
             .collect();
         for (index, result) in level.into_iter().zip(computed) {
-            let result = result?;
-            record_changes(closure, index, &result, &mut subs)?;
-            results[index] = Some(result);
+            results[index] = Some(result?);
         }
     }
     Ok(results
@@ -81,111 +106,216 @@ pub fn rewrite_closure(closure: &Closure, mode: Mode) -> Result<Vec<Rewritten>> 
         .collect())
 }
 
-/// Add what dependents must replace after derivation `index` became `result`.
-fn record_changes(
-    closure: &Closure,
-    index: usize,
-    result: &Rewritten,
-    subs: &mut Substitutions,
-) -> Result<()> {
-    let node = &closure.nodes()[index];
-    if !result.changed {
-        return Ok(());
+/// Load the closures of `roots` (as [`Closure::load`] takes them) and
+/// rewrite or strip them in one walk ([`crate::closure::walk`]): each
+/// `.drv` is read and parsed once, rewritten as soon as its inputs are and
+/// dropped right after. `keep_bytes`: whether the results keep the new
+/// ATerm bytes (to write or import them); without, only paths and outputs.
+/// The closure keeps no derivation.
+///
+/// # Errors
+/// As [`Closure::load`]; [`Error::Problems`] when derivations are invalid
+/// or inconsistent (all of them, in closure order, as
+/// [`Closure::problems`] names them); then as [`rewrite_closure`], for the
+/// first derivation in closure order that fails.
+pub fn load_and_rewrite(
+    options: &LoadOptions,
+    roots: &[String],
+    mode: Mode,
+    keep_bytes: bool,
+    progress: &mut (dyn FnMut(usize) + Send),
+) -> Result<(Closure, Vec<Rewritten>)> {
+    enum Failed {
+        Problems(Vec<String>),
+        Error(Error),
+        /// An input failed (its own failure comes first in closure order,
+        /// inputs before dependents).
+        Input,
     }
-    let hash_part = |path: &StorePath| path.to_basename()[..crate::substitute::HASH_LEN].to_owned();
-    subs.hash(&hash_part(&node.path), &hash_part(&result.path));
-    for (name, old) in &result.recorded {
-        let new = result
+    let visit = |visit: &Visit<'_, std::result::Result<Rewritten, Failed>>| {
+        let problems = crate::closure::problems_of(
+            &options.store_dir,
+            visit.path,
+            visit.path_matches,
+            visit.drv,
+        );
+        if !problems.is_empty() {
+            return Err(Failed::Problems(problems));
+        }
+        let mut failed = false;
+        let input = |path: &StorePath| match visit.input(path)? {
+            Ok(done) => Some(done),
+            Err(_) => {
+                failed = true;
+                None
+            }
+        };
+        let file = || options.locate(visit.path);
+        let one = One {
+            path: visit.path,
+            file: &file,
+            store_dir: &options.store_dir,
+            mode,
+            keep_bytes,
+        };
+        match one.rewrite(visit.drv, input) {
+            Ok(done) => Ok(done),
+            Err(_) if failed => Err(Failed::Input),
+            Err(error) => Err(Failed::Error(error)),
+        }
+    };
+    let (closure, outcomes) = walk(options, roots, false, progress, &visit)?;
+    let mut problems = Vec::new();
+    let mut first_error = None;
+    let mut results = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        match outcome {
+            Ok(done) => results.push(done),
+            Err(Failed::Problems(found)) => problems.extend(found),
+            Err(Failed::Error(error)) => {
+                first_error.get_or_insert(error);
+            }
+            Err(Failed::Input) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Problems { problems });
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok((closure, results)),
+    }
+}
+
+/// What [`One::rewrite`] needs to know about the derivation it rewrites.
+struct One<'a> {
+    path: &'a StorePath,
+    /// The file it was read from (for errors).
+    file: &'a dyn Fn() -> PathBuf,
+    store_dir: &'a StoreDir,
+    mode: Mode,
+    keep_bytes: bool,
+}
+
+impl One<'_> {
+    fn parse(&self, bytes: Vec<u8>, name: &str) -> Result<Derivation> {
+        Derivation::parse(bytes, name, self.store_dir).map_err(|source| Error::Parse {
+            file: (self.file)(),
+            source,
+        })
+    }
+
+    /// Rewrite `drv` (as read), given the results of its input derivations
+    /// (`input` answers for every input derivation path as written).
+    fn rewrite<'r>(
+        &self,
+        drv: &Derivation,
+        input: impl FnMut(&StorePath) -> Option<&'r Rewritten>,
+    ) -> Result<Rewritten> {
+        let mut input = input;
+        let fail = |message: String| Error::Rewrite {
+            path: self.store_dir.display(self.path),
+            message,
+        };
+        // What the inputs' changes make of this derivation's bytes.
+        let mut subs = Substitutions::default();
+        let mut inputs: Vec<(&StorePath, &Rewritten)> =
+            Vec::with_capacity(drv.input_derivations().len());
+        for input_drv in drv.input_derivations() {
+            let done = input(&input_drv.path).ok_or_else(|| {
+                fail(format!(
+                    "input {} could not be rewritten",
+                    self.store_dir.display(&input_drv.path)
+                ))
+            })?;
+            subs.extend(&done.changes);
+            inputs.push((&done.path, done));
+        }
+        // Parsed again only when an input's change reaches its bytes.
+        let substituted = match subs.apply(drv.bytes()) {
+            Some(bytes) => Some(self.parse(bytes, drv_name(self.path))?),
+            None => None,
+        };
+        let drv = substituted.as_ref().unwrap_or(drv);
+        // Input hashes modulo meta, by the inputs' new paths.
+        let resolve = |path: &StorePath| -> Option<InputHash> {
+            inputs
+                .iter()
+                .find(|(candidate, _)| *candidate == path)
+                .map(|(_, input)| input.input_hash)
+        };
+        // Substitution never touches the derivation's own output paths.
+        let recorded = recorded_outputs(drv);
+        let (normal, hashes) = meta_normal_form(drv, resolve).map_err(fail)?;
+        let opted_in = meta::inspect(drv).opt_in;
+
+        let result: Derivation = match self.mode {
+            Mode::Strip => normal,
+            Mode::Rewrite if !opted_in => normal,
+            Mode::Rewrite => {
+                // Keep meta; give the outputs (and every occurrence of their
+                // old hash parts) the modulo-meta paths.
+                let mut own = Substitutions::default();
+                for ((_, old), (_, new)) in recorded.iter().zip(&hashes.outputs) {
+                    if let (Some(old), Some(new)) = (old, new) {
+                        own.hash(old.hash_part(), new.hash_part());
+                    }
+                }
+                match own.apply(&drv.to_aterm_bytes()) {
+                    Some(bytes) => self.parse(bytes, drv.name())?,
+                    None => drv.clone(),
+                }
+            }
+        };
+        // Every derivation made here is printed canonically, so its bytes
+        // are its ATerm: hash them for the path and hand them over, uncopied.
+        let path = result.drv_path().map_err(|error| fail(error.to_string()))?;
+        let references = result.references().cloned().collect();
+        let bytes = if !self.keep_bytes {
+            Vec::new()
+        } else if result.is_canonical() {
+            result.into_bytes()
+        } else {
+            result.to_aterm_bytes()
+        };
+        let mut done = Rewritten {
+            changed: path != *self.path,
+            path,
+            bytes,
+            outputs: hashes.outputs,
+            references,
+            opted_in: self.mode == Mode::Rewrite && opted_in,
+            input_hash: hashes.input_hash,
+            recorded,
+            changes: Changes::default(),
+        };
+        done.changes = record_changes(self.path, &done);
+        Ok(done)
+    }
+}
+
+/// What a dependent must replace after input derivation `old_path` became
+/// `done`: its path's hash part, its outputs' hash parts and its downstream
+/// placeholders.
+fn record_changes(old_path: &StorePath, done: &Rewritten) -> Changes {
+    let mut subs = Substitutions::default();
+    if !done.changed {
+        return Changes::default();
+    }
+    subs.hash(old_path.hash_part(), done.path.hash_part());
+    for (name, old) in &done.recorded {
+        let new = done
             .outputs
             .iter()
             .find(|(n, _)| n == name)
             .and_then(|(_, p)| p.as_ref());
         if let (Some(old), Some(new)) = (old, new) {
-            subs.hash(&hash_part(old), &hash_part(new));
+            subs.hash(old.hash_part(), new.hash_part());
         }
         subs.placeholder(
-            &downstream_placeholder(&node.path, name),
-            &downstream_placeholder(&result.path, name),
+            &downstream_placeholder(old_path, name),
+            &downstream_placeholder(&done.path, name),
         );
     }
-    Ok(())
-}
-
-fn rewrite_one(
-    closure: &Closure,
-    index: usize,
-    done: &[Option<Rewritten>],
-    subs: &Substitutions,
-    mode: Mode,
-) -> Result<Rewritten> {
-    let node = &closure.nodes()[index];
-    let store_dir = closure.store_dir();
-    let fail = |message: String| Error::Rewrite {
-        path: closure.render(&node.path),
-        message,
-    };
-    // Parsed again only when an input's change reaches its bytes.
-    let substituted = node.with_bytes(|original| subs.apply(original));
-    let drv = match substituted {
-        Some(bytes) => parse_owned(bytes, drv_name(&node.path), store_dir, &node.file)?,
-        None => node.derivation()?,
-    };
-
-    // Input hashes modulo meta, by the inputs' new paths.
-    let inputs: Vec<(&StorePath, &Rewritten)> = node
-        .inputs
-        .iter()
-        .map(|&i| {
-            let input = done[i].as_ref().expect("inputs are rewritten first");
-            (&input.path, input)
-        })
-        .collect();
-    let resolve = |path: &StorePath| -> Option<InputHash> {
-        inputs
-            .iter()
-            .find(|(candidate, _)| *candidate == path)
-            .map(|(_, input)| input.input_hash)
-    };
-    // Substitution never touches the derivation's own output paths.
-    let recorded = recorded_outputs(&drv);
-    let (normal, hashes) = meta_normal_form(&drv, resolve).map_err(fail)?;
-    let opted_in = meta::inspect(&drv).opt_in;
-
-    let result: Derivation = match mode {
-        Mode::Strip => normal,
-        Mode::Rewrite if !opted_in => normal,
-        Mode::Rewrite => {
-            // Keep meta; give the outputs (and every occurrence of their old
-            // hash parts) the modulo-meta paths.
-            let mut own = Substitutions::default();
-            for ((_, old), (_, new)) in recorded.iter().zip(&hashes.outputs) {
-                if let (Some(old), Some(new)) = (old, new) {
-                    own.hash(&old.to_basename()[..32], &new.to_basename()[..32]);
-                }
-            }
-            match own.apply(&drv.to_aterm_bytes()) {
-                Some(bytes) => parse_owned(bytes, drv.name(), store_dir, &node.file)?,
-                None => drv,
-            }
-        }
-    };
-    // Every derivation the walk makes is printed canonically, so its bytes
-    // are its ATerm: hash them for the path and hand them over, uncopied.
-    let path = result.drv_path().map_err(|error| fail(error.to_string()))?;
-    let references = result.references().cloned().collect();
-    let bytes = if result.is_canonical() {
-        result.into_bytes()
-    } else {
-        result.to_aterm_bytes()
-    };
-    Ok(Rewritten {
-        changed: path != node.path,
-        path,
-        bytes,
-        outputs: hashes.outputs,
-        references,
-        opted_in: mode == Mode::Rewrite && opted_in,
-        input_hash: hashes.input_hash,
-        recorded,
-    })
+    subs.to_changes()
 }

@@ -24,7 +24,7 @@ pub const VERSION: u64 = 4;
 /// [`Error::Json`] when the derivation cannot be represented (an environment
 /// value that is not UTF-8, which Nix's JSON cannot hold either).
 pub fn derivation_value(closure: &Closure, node: &DrvNode) -> Result<Value> {
-    let json = derivation_json(&node.derivation()?).map_err(|message| Error::Json {
+    let json = derivation_json(&*node.derivation()?).map_err(|message| Error::Json {
         path: closure.render(&node.path),
         message,
     })?;

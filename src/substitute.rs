@@ -10,6 +10,7 @@
 //! offset.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Length of a store path's hash part.
 pub const HASH_LEN: usize = 32;
@@ -21,17 +22,65 @@ pub type HashPart = [u8; HASH_LEN];
 /// The 52 characters of a placeholder after its `/`.
 pub type PlaceholderBody = [u8; PLACEHOLDER_LEN];
 
+/// Hashes a key by its first 8 bytes: hash parts and placeholders are
+/// digests already, so this spreads them as well as SipHash at a fraction
+/// of the cost (a lookup per 32-character window of every derivation).
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 = (self.0 ^ u64::from_le_bytes(first)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_usize(&mut self, _length: usize) {
+        // Keys have one length; the slice length prefix adds nothing.
+    }
+}
+
+type Map<K> = HashMap<K, K, BuildHasherDefault<DigestHasher>>;
+
 /// Old → new replacements.
 #[derive(Debug, Clone, Default)]
 pub struct Substitutions {
     /// Hash parts of changed store paths.
-    pub hashes: HashMap<HashPart, HashPart>,
+    pub hashes: Map<HashPart>,
     /// Bodies of changed downstream placeholders.
-    pub placeholders: HashMap<PlaceholderBody, PlaceholderBody>,
+    pub placeholders: Map<PlaceholderBody>,
 }
 
+/// Replacements kept as lists (for a closure's worth of derivations,
+/// each holding what its dependents replace): see
+/// [`Substitutions::extend`].
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// Hash parts of changed store paths: old, new.
+    pub hashes: Box<[(HashPart, HashPart)]>,
+    /// Bodies of changed downstream placeholders: old, new.
+    pub placeholders: Box<[(PlaceholderBody, PlaceholderBody)]>,
+}
+
+/// Whether each byte is a Nix base-32 digit.
+const BASE32: [bool; 256] = {
+    let mut table = [false; 256];
+    let digits = crate::derivation::nixbase32::ALPHABET;
+    let mut i = 0;
+    while i < digits.len() {
+        table[digits[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 fn is_base32(byte: u8) -> bool {
-    matches!(byte, b'0'..=b'9' | b'a'..=b'd' | b'f'..=b'n' | b'p'..=b's' | b'v'..=b'z')
+    BASE32[usize::from(byte)]
 }
 
 impl Substitutions {
@@ -39,6 +88,21 @@ impl Substitutions {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty() && self.placeholders.is_empty()
+    }
+
+    /// Add every replacement of `other`.
+    pub fn extend(&mut self, other: &Changes) {
+        self.hashes.extend(other.hashes.iter().copied());
+        self.placeholders.extend(other.placeholders.iter().copied());
+    }
+
+    /// The replacements as a compact list, to keep.
+    #[must_use]
+    pub fn to_changes(&self) -> Changes {
+        Changes {
+            hashes: self.hashes.iter().map(|(a, b)| (*a, *b)).collect(),
+            placeholders: self.placeholders.iter().map(|(a, b)| (*a, *b)).collect(),
+        }
     }
 
     /// Record that store path hash part `old` becomes `new`.
@@ -74,21 +138,29 @@ impl Substitutions {
             return None;
         }
         let mut out: Option<Vec<u8>> = None;
-        let mut start = 0;
-        while start < bytes.len() {
-            if !is_base32(bytes[start]) {
-                start += 1;
+        // Runs shorter than a hash part are skipped without reading most
+        // of their bytes: from `at` (where no run continues from the left),
+        // a run of HASH_LEN or more must cover byte `at + HASH_LEN - 1`;
+        // if that byte is not base-32, no such run starts before it.
+        let mut at = 0;
+        while at + HASH_LEN <= bytes.len() {
+            let probe = at + HASH_LEN - 1;
+            if !is_base32(bytes[probe]) {
+                at = probe + 1;
                 continue;
             }
-            let end = bytes[start..]
+            let mut start = probe;
+            while start > at && is_base32(bytes[start - 1]) {
+                start -= 1;
+            }
+            let end = bytes[probe..]
                 .iter()
                 .position(|&b| !is_base32(b))
-                .map_or(bytes.len(), |n| start + n);
-            let run = end - start;
-            if run >= HASH_LEN {
+                .map_or(bytes.len(), |n| probe + n);
+            if end - start >= HASH_LEN {
                 self.replace_in_run(bytes, start, end, &mut out);
             }
-            start = end;
+            at = end;
         }
         out
     }
@@ -140,6 +212,74 @@ mod tests {
         subs.hash(OLD, NEW);
         let text = "/nix/store/0p7bk5ycrphq41j0aazh5bdiwy6fl7y6-x short abc";
         assert!(subs.apply(text.as_bytes()).is_none());
+    }
+
+    /// The scan before it skipped short runs: every byte looked at.
+    fn apply_reference(subs: &Substitutions, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut out = None;
+        let mut start = 0;
+        while start < bytes.len() {
+            if !is_base32(bytes[start]) {
+                start += 1;
+                continue;
+            }
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| !is_base32(b))
+                .map_or(bytes.len(), |n| start + n);
+            if end - start >= HASH_LEN {
+                subs.replace_in_run(bytes, start, end, &mut out);
+            }
+            start = end;
+        }
+        out
+    }
+
+    /// Random texts of base-32 runs of every length around a hash part's,
+    /// with the hash parts and placeholders to replace at random places:
+    /// the skipping scan replaces exactly what the full scan does.
+    #[test]
+    fn skipping_short_runs_changes_nothing() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |bound: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % bound as u64).expect("small")
+        };
+        let alphabet = crate::derivation::nixbase32::ALPHABET;
+        let placeholder = "/0p7bk5ycrphq41j0aazh5bdiwy6fl7y6vm0mz30k998lgyygws94";
+        let mut subs = Substitutions::default();
+        subs.hash(OLD, NEW);
+        subs.placeholder(
+            placeholder,
+            "/1rz4g4znpzjwh1xymhjpm42vipw92pr73vdgl6xs1hycac8kf2n9",
+        );
+        let mut replaced = 0;
+        for _ in 0..20_000 {
+            let mut text = Vec::new();
+            for _ in 0..next(12) {
+                match next(6) {
+                    0 => text.extend_from_slice(OLD.as_bytes()),
+                    1 => text.extend_from_slice(placeholder.as_bytes()),
+                    2 => text.push(b"/-. \"e"[next(5)]),
+                    _ => {
+                        for _ in 0..[1, 5, 31, 32, 33, 51, 52, 53, 64][next(9)] {
+                            text.push(alphabet[next(32)]);
+                        }
+                    }
+                }
+            }
+            let fast = subs.apply(&text);
+            assert_eq!(
+                fast,
+                apply_reference(&subs, &text),
+                "{}",
+                String::from_utf8_lossy(&text)
+            );
+            replaced += usize::from(fast.is_some());
+        }
+        assert!(replaced > 1_000, "{replaced}");
     }
 
     #[test]

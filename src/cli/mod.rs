@@ -138,15 +138,23 @@ impl LoadArgs {
         })?;
         let problems = closure.problems()?;
         if !problems.is_empty() {
-            for problem in &problems {
-                ui::problem(problem);
-            }
-            anyhow::bail!(
-                "{} problem(s) in the closure (drvmeta hash reports the same): nothing was done",
-                problems.len()
-            );
+            return Err(load_error(drvmeta::Error::Problems { problems }));
         }
         Ok(closure)
+    }
+
+    /// Load the closures of the arguments and rewrite or strip them in one
+    /// walk ([`drvmeta::rewrite::load_and_rewrite`]), refusing a closure
+    /// with problems as [`Self::load`] does.
+    pub fn load_and_rewrite(
+        &self,
+        mode: drvmeta::rewrite::Mode,
+        keep_bytes: bool,
+    ) -> Result<(Closure, Vec<drvmeta::rewrite::Rewritten>)> {
+        let drvs = self.resolved()?;
+        self.with_progress(|options, progress| {
+            drvmeta::rewrite::load_and_rewrite(options, &drvs, mode, keep_bytes, progress)
+        })
     }
 
     /// Load the closures of the arguments and hash them, reading and
@@ -196,11 +204,18 @@ pub fn resolve_inputs(options: &LoadOptions, args: &[String]) -> Result<Vec<Stri
     Ok(resolution.drvs)
 }
 
-/// Bad arguments are usage errors (exit status 2).
+/// Bad arguments are usage errors (exit status 2); the problems of a
+/// closure are listed on stderr, one per line, before the error.
 fn load_error(error: drvmeta::Error) -> anyhow::Error {
     match error {
         drvmeta::Error::BadDrvDir { .. } | drvmeta::Error::BadPath { .. } => {
             anyhow::Error::new(UsageError(error.to_string()))
+        }
+        drvmeta::Error::Problems { ref problems } => {
+            for problem in problems {
+                ui::problem(problem);
+            }
+            anyhow::Error::new(error)
         }
         other => anyhow::Error::new(other),
     }

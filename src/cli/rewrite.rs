@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use drvmeta::closure::Closure;
-use drvmeta::rewrite::{Mode, Rewritten, rewrite_closure};
+use drvmeta::rewrite::{Mode, Rewritten};
 use serde::Serialize;
 
 use super::{EXIT_OK, LoadArgs, UsageError};
@@ -51,8 +51,10 @@ pub fn run(args: &RewriteArgs, mode: Mode) -> Result<u8> {
         )
         .into());
     }
-    let closure = args.load.load()?;
-    let results = rewrite_closure(&closure, mode)?;
+    // The new derivations' bytes are kept only to be written or imported.
+    let (closure, results) = args
+        .load
+        .load_and_rewrite(mode, args.out.is_some() || args.import)?;
     if args.import && mode == Mode::Rewrite && results.iter().any(|r| r.opted_in) {
         bail!(
             "the rewritten closure has derivation-meta derivations whose outputs are computed \

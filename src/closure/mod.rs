@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::derivation::{Derivation, StoreDir, StorePath};
 use rayon::prelude::*;
@@ -152,7 +152,7 @@ pub struct DrvNode {
     /// The parsed derivation (which owns the file's bytes); `None` once
     /// released by [`Closure::release_bytes`]. Behind a mutex so that a walk
     /// can release it as it goes.
-    drv: Mutex<Option<Box<Derivation>>>,
+    drv: Mutex<Option<Arc<Derivation>>>,
     store_dir: StoreDir,
 }
 
@@ -167,16 +167,12 @@ impl DrvNode {
     /// # Errors
     /// When its bytes were released.
     pub fn problems(&self) -> Result<Vec<String>> {
-        let path = self.path.to_absolute_path_in(&self.store_dir);
-        let mut problems = Vec::new();
-        if !self.path_matches {
-            problems.push(format!("{path}: {INCONSISTENT}"));
-        }
-        let drv = self.derivation()?;
-        for problem in crate::derivation::meta::inspect(&drv).problems {
-            problems.push(format!("{path}: invalid: {problem}"));
-        }
-        Ok(problems)
+        Ok(problems_of(
+            &self.store_dir,
+            &self.path,
+            self.path_matches,
+            &*self.derivation()?,
+        ))
     }
 
     /// Call `f` with the file's bytes, as read (empty once released).
@@ -185,20 +181,39 @@ impl DrvNode {
         f(drv.as_deref().map_or(&[][..], Derivation::bytes))
     }
 
-    /// The derivation (a copy of the one parsed while loading).
+    /// The derivation parsed while loading (shared, not copied).
     ///
     /// # Errors
     /// [`Error::Released`] once released with [`Closure::release_bytes`].
-    pub fn derivation(&self) -> Result<Derivation> {
+    pub fn derivation(&self) -> Result<Arc<Derivation>> {
         self.drv
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_deref()
-            .cloned()
+            .clone()
             .ok_or_else(|| Error::Released {
                 path: self.path.to_absolute_path_in(&self.store_dir),
             })
     }
+}
+
+/// What makes derivation `drv` at `path` invalid or inconsistent without
+/// hashing it ([`DrvNode::problems`]).
+#[must_use]
+pub fn problems_of(
+    store_dir: &StoreDir,
+    path: &StorePath,
+    path_matches: bool,
+    drv: &Derivation,
+) -> Vec<String> {
+    let path = path.to_absolute_path_in(store_dir);
+    let mut problems = Vec::new();
+    if !path_matches {
+        problems.push(format!("{path}: {INCONSISTENT}"));
+    }
+    for problem in crate::derivation::meta::inspect(drv).problems {
+        problems.push(format!("{path}: invalid: {problem}"));
+    }
+    problems
 }
 
 /// A set of derivations closed under their inputs, in dependency order.
@@ -215,7 +230,7 @@ pub(crate) struct Loaded {
     pub(crate) path: StorePath,
     pub(crate) file: PathBuf,
     /// The parsed derivation, when the closure keeps it.
-    pub(crate) drv: Option<Box<Derivation>>,
+    pub(crate) drv: Option<Arc<Derivation>>,
     pub(crate) path_matches: bool,
 }
 
@@ -309,7 +324,7 @@ pub fn read_one(options: &LoadOptions, arg: &str) -> Result<DrvNode> {
         file: loaded.file,
         path_matches: loaded.path_matches,
         inputs: Vec::new(),
-        drv: Mutex::new(Some(Box::new(drv))),
+        drv: Mutex::new(Some(Arc::new(drv))),
         store_dir: options.store_dir.clone(),
     })
 }

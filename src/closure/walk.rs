@@ -34,6 +34,8 @@ pub struct Visit<'a, T> {
     pub drv: &'a Derivation,
     /// Whether it was given as a root (and first reached as one).
     pub is_root: bool,
+    /// Whether the file's bytes hash to its store path.
+    pub path_matches: bool,
     /// The results of its input derivations, in the order of
     /// `drv.input_derivations()`.
     inputs: &'a [Arc<T>],
@@ -62,7 +64,7 @@ struct Slot<T> {
     /// Slot indices of its inputs, in the order of its input derivations.
     inputs: Vec<usize>,
     /// The parsed derivation, from reading until visiting.
-    parsed: Option<Box<Derivation>>,
+    parsed: Option<Arc<Derivation>>,
     /// Inputs not visited yet.
     pending: usize,
     /// Derivations waiting for this one.
@@ -212,7 +214,7 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
         this.loaded = Some(Box::new(loaded));
         this.inputs = inputs;
         this.pending = pending;
-        this.parsed = Some(Box::new(drv));
+        this.parsed = Some(Arc::new(drv));
         state.read += 1;
         if state.read.is_multiple_of(PROGRESS_EVERY) {
             let read = state.read;
@@ -247,12 +249,24 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
                 })
                 .collect();
             let this = &state.slots[slot];
-            (drv, inputs, this.path.clone(), this.needed_by.is_none())
+            let path_matches = this
+                .loaded
+                .as_ref()
+                .expect("read before visited")
+                .path_matches;
+            (
+                drv,
+                inputs,
+                this.path.clone(),
+                (this.needed_by.is_none(), path_matches),
+            )
         };
+        let (is_root, path_matches) = is_root;
         let result = (self.visit)(&Visit {
             path: &path,
             drv: &drv,
             is_root,
+            path_matches,
             inputs: &inputs,
         });
         drop(inputs);

@@ -298,7 +298,7 @@ fn package(closure: &Closure, index: usize) -> Result<(Package, Vec<String>)> {
     };
     if drv
         .environment()
-        .any(|(_, v)| std::str::from_utf8(&v).is_err())
+        .any(|(_, v)| std::str::from_utf8(v.as_ref()).is_err())
     {
         warnings.push(format!(
             "{path}: environment values that are not UTF-8 are shown lossily"
@@ -478,7 +478,7 @@ impl Realised {
         // Stop at the first opted-in derivation.
         let mut opted_in = false;
         for node in nodes {
-            if meta::inspect(&node.derivation()?).opt_in {
+            if meta::inspect(&*node.derivation()?).opt_in {
                 opted_in = true;
                 break;
             }
@@ -490,7 +490,7 @@ impl Realised {
         // Candidates by what is on disk; the store's database confirms.
         let mut candidates = Vec::new();
         for (index, node) in nodes.iter().enumerate() {
-            let classic = rendered(&crate::hashing::recorded_outputs(&node.derivation()?));
+            let classic = rendered(&crate::hashing::recorded_outputs(&*node.derivation()?));
             let meta_free = rendered(&stripped[index].outputs);
             if meta_free != classic && all_on_disk(&meta_free) && !all_on_disk(&classic) {
                 candidates.push((index, meta_free));
@@ -707,7 +707,7 @@ impl RuntimeGraph {
                 continue;
             }
             let node = &closure.nodes()[root];
-            let recorded = crate::hashing::recorded_outputs(&node.derivation()?);
+            let recorded = crate::hashing::recorded_outputs(&*node.derivation()?);
             if recorded.iter().all(|(_, p)| p.is_some()) {
                 outputs.extend(
                     recorded
