@@ -13,18 +13,23 @@ mod cli;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
-    cli::main(return_freed_memory_at_once)
+    cli::main(return_freed_memory_after)
 }
 
-/// Return freed memory to the OS at once instead of after a second (the
-/// default purge delay of mimalloc 3). Commands that load a closure and
-/// then walk it free memory all along, and without this the freed pages
+/// Return freed memory to the OS after `milliseconds` instead of after a
+/// second (the default purge delay of mimalloc 3). Commands that load a
+/// closure and then walk it free memory all along, and the freed pages
 /// count in their peak RSS (sbom of the 20k-derivation bench closure: 148
-/// -> ~107 MB, same time). `hash`, `show`, `rewrite` and `strip` do not call
-/// it: re-faulting purged pages cost them 12-25% of their time
+/// -> ~107 MB at 0 ms, same time). The walks timed against Nix use 10 ms:
+/// at 0, re-faulting purged pages cost them 12-25% of their time
 /// (docs/performance.md).
-fn return_freed_memory_at_once() {
+fn return_freed_memory_after(milliseconds: i64) {
     // SAFETY: sets a global option while only the main thread exists; the
     // call takes plain integers.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    unsafe {
+        libmimalloc_sys::mi_option_set(
+            MI_OPTION_PURGE_DELAY,
+            std::os::raw::c_long::from(milliseconds),
+        );
+    };
 }

@@ -59,9 +59,9 @@ pub fn write_files<'a>(
     }
     // All or nothing: every file is first written (and synced) under its
     // final name into a fresh staging directory inside `dir`; only then are
-    // they hard-linked into place, and if any link fails (a name that
-    // appeared meanwhile, a dangling symlink, a full disk) the links this
-    // run made are removed again. A reader never sees a partial file, a
+    // they moved into place without replacing anything, and if any move
+    // fails (a name that appeared meanwhile, a dangling symlink, a full
+    // disk) the files this run moved are removed again. A reader never sees a partial file, a
     // name is never replaced, and a failed run leaves nothing behind.
     // (Creating files under random temporary names in a large directory was
     // ten times slower on ext4.)
@@ -77,21 +77,23 @@ pub fn write_files<'a>(
             .create_new(true)
             .mode(0o666)
             .open(&staged)
-            .and_then(|mut file| {
-                file.write_all(bytes)?;
-                file.sync_all()
-            })
+            .and_then(|mut file| file.write_all(bytes))
             .map_err(|e| error(target, format!("cannot write: {e}")))?;
     }
-    let mut linked: Vec<&Path> = Vec::with_capacity(pending.len());
+    // Every staged file on disk before any is moved into place: one
+    // syncfs(2) for all of them (an fsync per file made writing 20,000
+    // files ten times slower than cp).
+    sync_filesystem(staging.path())
+        .map_err(|e| error(dir, format!("cannot sync the written files: {e}")))?;
+    let mut moved: Vec<&Path> = Vec::with_capacity(pending.len());
     for (target, bytes) in &pending {
         let name = target.file_name().expect("a file name was joined");
-        match std::fs::hard_link(staging.path().join(name), target) {
-            Ok(()) => linked.push(target),
+        match move_no_replace(&staging.path().join(name), target) {
+            Ok(()) => moved.push(target),
             // Another writer got there first: fine if it wrote the same.
             Err(_) if std::fs::read(target).is_ok_and(|existing| existing == *bytes) => {}
             Err(e) => {
-                for done in &linked {
+                for done in &moved {
                     let _ = std::fs::remove_file(done);
                 }
                 return Err(error(
@@ -108,6 +110,29 @@ pub fn write_files<'a>(
         .close()
         .map_err(|e| error(dir, format!("cannot remove the staging directory: {e}")))?;
     Ok(pending.len())
+}
+
+/// Move `from` to `to` unless `to` exists: renameat2(RENAME_NOREPLACE),
+/// or where the filesystem does not have it, a hard link (which never
+/// replaces either) and the removal of `from`.
+fn move_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    let flags = rustix::fs::RenameFlags::NOREPLACE;
+    match rustix::fs::renameat_with(rustix::fs::CWD, from, rustix::fs::CWD, to, flags) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            std::fs::hard_link(from, to)?;
+            let _ = std::fs::remove_file(from);
+            Ok(())
+        }
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// syncfs(2) the filesystem holding `dir`: everything written to it is on
+/// disk (or the write-back error is reported) when this returns.
+fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
+    let handle = std::fs::File::open(dir)?;
+    rustix::fs::syncfs(&handle).map_err(std::io::Error::from)
 }
 
 /// An I/O error's own message, without the temporary file's path that
