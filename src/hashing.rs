@@ -35,8 +35,10 @@ pub struct NodeHashes {
     pub meta: MetaInfo,
     /// The `__meta` object when opted in.
     pub meta_object: Option<serde_json::Map<String, serde_json::Value>>,
-    /// The output paths as written in the file.
-    pub recorded: OutputPaths,
+    /// The output paths as written in the file, kept only where they
+    /// differ from the classic ones (a closure keeps one of these per
+    /// derivation): see [`Self::recorded`].
+    recorded: Option<OutputPaths>,
     /// The classic hashes (what Nix computes).
     pub classic: Result<Hashes, String>,
     /// The hashes modulo meta.
@@ -44,6 +46,27 @@ pub struct NodeHashes {
 }
 
 impl NodeHashes {
+    /// The output paths as written in the file.
+    #[must_use]
+    pub fn recorded(&self) -> &OutputPaths {
+        match (&self.recorded, &self.classic) {
+            (Some(recorded), _) => recorded,
+            (None, Ok(classic)) => &classic.outputs,
+            (None, Err(_)) => unreachable!("kept whenever the classic hashes failed"),
+        }
+    }
+
+    /// `recorded`, kept only where the classic outputs differ.
+    fn keep_recorded(
+        recorded: OutputPaths,
+        classic: &Result<Hashes, String>,
+    ) -> Option<OutputPaths> {
+        match classic {
+            Ok(classic) if classic.outputs == recorded => None,
+            _ => Some(recorded),
+        }
+    }
+
     /// Reasons the derivation is invalid: meta problems and hashing errors.
     #[must_use]
     pub fn errors(&self) -> Vec<String> {
@@ -131,7 +154,7 @@ pub fn hash_derivation_both<'a>(
             return NodeHashes {
                 meta: MetaInfo::default(),
                 meta_object: None,
-                recorded: OutputPaths::new(),
+                recorded: Some(OutputPaths::new()),
                 classic: Err(error.clone()),
                 modulo_meta: Err(error),
             };
@@ -169,7 +192,7 @@ pub fn hash_derivation_both<'a>(
     };
     NodeHashes {
         meta_object: analysis.object,
-        recorded,
+        recorded: NodeHashes::keep_recorded(recorded, &classic),
         meta: info,
         classic,
         modulo_meta,
@@ -294,7 +317,7 @@ fn from_cache(cached: CachedHashes) -> NodeHashes {
     NodeHashes {
         meta: MetaInfo::default(),
         meta_object: None,
-        recorded: OutputPaths::new(),
+        recorded: None,
         classic: Ok(light(cached.classic)),
         modulo_meta: Ok(light(cached.modulo_meta)),
     }

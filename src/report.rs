@@ -99,7 +99,7 @@ fn render_hashes(
 pub fn drv_report(closure: &Closure, hashes: &[NodeHashes], position: usize) -> DrvReport {
     let node = &closure.nodes()[position];
     let result = &hashes[position];
-    let recorded = &result.recorded;
+    let recorded = result.recorded();
     let names: Vec<&String> = recorded.iter().map(|(name, _)| name).collect();
     let recorded_matches = RecordedMatches::compare(
         recorded,
@@ -121,6 +121,152 @@ pub fn drv_report(closure: &Closure, hashes: &[NodeHashes], position: usize) -> 
         modulo_meta: render_hashes(closure, &result.modulo_meta, &names),
         recorded_matches,
     }
+}
+
+/// `"<path>":{…}` for the derivation at `position` of `closure`, the bytes
+/// [`JsonWriter::render_entry`] gives for its [`drv_report`], written
+/// straight from the hashes (no report, maps or hex strings built on the
+/// way: `hash --json -r` renders one per derivation of the closure).
+///
+/// # Errors
+/// When a value cannot be serialised (it always can).
+pub fn render_entry_of(
+    closure: &Closure,
+    hashes: &[NodeHashes],
+    position: usize,
+    path: &str,
+) -> std::io::Result<Vec<u8>> {
+    let node = &closure.nodes()[position];
+    let result = &hashes[position];
+    let recorded = result.recorded();
+    let mut bytes = Vec::with_capacity(1024);
+    let out = &mut bytes;
+    string(out, path)?;
+    out.extend_from_slice(b":{\"name\":");
+    string(out, drv_name(&node.path))?;
+    out.extend_from_slice(b",\"metaOptIn\":");
+    boolean(out, result.meta.opt_in);
+    out.extend_from_slice(b",\"meta\":");
+    match &result.meta_object {
+        Some(meta) => serde_json::to_writer(&mut *out, meta)?,
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"warnings\":");
+    strings(out, result.meta.lints.iter().map(ToString::to_string))?;
+    out.extend_from_slice(b",\"errors\":");
+    strings(out, result.errors())?;
+    out.extend_from_slice(b",\"drvPathMatches\":");
+    boolean(out, node.path_matches);
+    out.extend_from_slice(b",\"recordedOutputs\":");
+    output_map(out, closure, recorded.iter().map(|(n, p)| (n, p.as_ref())))?;
+    for (key, scheme) in [
+        (&b",\"classic\":"[..], &result.classic),
+        (&b",\"moduloMeta\":"[..], &result.modulo_meta),
+    ] {
+        out.extend_from_slice(key);
+        out.extend_from_slice(b"{\"outputHash\":");
+        let ok = scheme.as_ref().ok();
+        digest(out, ok.and_then(|h| h.output_hash.as_ref()));
+        out.extend_from_slice(b",\"inputHash\":");
+        digest(out, ok.and_then(|h| h.input_hash.value()));
+        out.extend_from_slice(b",\"outputs\":");
+        match ok {
+            Some(hashes) => output_map(
+                out,
+                closure,
+                hashes.outputs.iter().map(|(n, p)| (n, p.as_ref())),
+            )?,
+            None => output_map(out, closure, recorded.iter().map(|(n, _)| (n, None)))?,
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b",\"recordedMatches\":");
+    let matches = RecordedMatches::compare(
+        recorded,
+        result.classic.as_ref().ok(),
+        result.modulo_meta.as_ref().ok(),
+    );
+    serde_json::to_writer(&mut *out, &matches)?;
+    out.push(b'}');
+    Ok(bytes)
+}
+
+/// [`DrvReport::is_problem`] of the derivation at `position`, without
+/// building its report.
+#[must_use]
+pub fn is_problem(closure: &Closure, hashes: &[NodeHashes], position: usize) -> bool {
+    let result = &hashes[position];
+    !closure.nodes()[position].path_matches
+        || !result.errors().is_empty()
+        || RecordedMatches::compare(
+            result.recorded(),
+            result.classic.as_ref().ok(),
+            result.modulo_meta.as_ref().ok(),
+        ) == RecordedMatches::Neither
+}
+
+fn string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
+    serde_json::to_writer(out, text).map_err(std::io::Error::from)
+}
+
+fn boolean(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"true" } else { b"false" });
+}
+
+fn strings(out: &mut Vec<u8>, items: impl IntoIterator<Item = String>) -> std::io::Result<()> {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, &item)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+fn digest(out: &mut Vec<u8>, digest: Option<&[u8; 32]>) {
+    match digest {
+        Some(digest) => {
+            let mut text = [0u8; 64];
+            crate::derivation::store_path::hex_into(digest, &mut text);
+            out.push(b'"');
+            out.extend_from_slice(&text);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// An output map as a `BTreeMap` serialises: sorted by name, the last of a
+/// repeated name.
+fn output_map<'a>(
+    out: &mut Vec<u8>,
+    closure: &Closure,
+    outputs: impl Iterator<Item = (&'a String, Option<&'a crate::derivation::StorePath>)>,
+) -> std::io::Result<()> {
+    let mut sorted: Vec<(&String, Option<&crate::derivation::StorePath>)> = outputs.collect();
+    // Stable: of equal names the last stays last, and is the one kept.
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    let mut first = true;
+    for (i, (name, path)) in sorted.iter().enumerate() {
+        if sorted.get(i + 1).is_some_and(|next| next.0 == *name) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        string(out, name)?;
+        out.push(b':');
+        match path {
+            Some(path) => string(out, &closure.render(path))?,
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// The store paths of the derivations at `positions`, sorted, duplicates
@@ -209,5 +355,100 @@ impl JsonWriter {
             writer.write_all(b"{\"derivations\":{")?;
         }
         writer.write_all(b"}}\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::closure::LoadOptions;
+
+    /// Every entry of `roots`' closures rendered both ways.
+    fn both_ways(dir: &Path, roots: &[String]) -> usize {
+        let options = LoadOptions {
+            drv_dirs: vec![dir.to_owned()],
+            ..LoadOptions::default()
+        };
+        let (closure, hashes) = crate::hashing::load_and_hash(&options, roots, &mut |_| {})
+            .unwrap_or_else(|error| panic!("{roots:?}: {error}"));
+        let all: Vec<usize> = (0..closure.nodes().len()).collect();
+        for (path, position) in sorted_paths(&closure, &all) {
+            let report = drv_report(&closure, &hashes, position);
+            assert_eq!(is_problem(&closure, &hashes, position), report.is_problem());
+            assert_eq!(
+                String::from_utf8(render_entry_of(&closure, &hashes, position, &path).unwrap())
+                    .unwrap(),
+                String::from_utf8(JsonWriter::render_entry(&path, &report).unwrap()).unwrap(),
+                "{path}"
+            );
+        }
+        all.len()
+    }
+
+    fn drvs_in(dir: &Path) -> Vec<String> {
+        let mut drvs: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "drv"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        drvs.sort();
+        drvs
+    }
+
+    /// The direct renderer writes what serde writes for the report, byte
+    /// for byte: for the example closures (meta opted in and not, a
+    /// dynamic input), snix's valid vectors (unicode, non-UTF-8, structured
+    /// attributes, fixed and floating outputs), and derivations that are
+    /// inconsistent or invalid.
+    #[test]
+    fn rendering_from_the_hashes_is_the_report_serialised() {
+        let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut rendered = 0;
+        for dir in [
+            "fixtures/kernel/drvs",
+            "fixtures/kernel/drvs-nometa",
+            "fixtures/dynamic",
+        ] {
+            let dir = project.join(dir);
+            rendered += both_ways(&dir, &drvs_in(&dir));
+        }
+        let snix = project.join("../shared/nix-vectors/snix/ok");
+        assert!(
+            snix.is_dir(),
+            "the conformance vectors are missing at {}",
+            snix.display()
+        );
+        for drv in drvs_in(&snix) {
+            rendered += both_ways(&snix, &[drv]);
+        }
+        // Inconsistent (renamed) and invalid (a bad __meta) derivations.
+        let odd = tempfile::tempdir().unwrap();
+        let kernel = project.join("fixtures/kernel/drvs");
+        let source: PathBuf =
+            kernel.join("j3y3gyf87l5d0wbwvi8bgl44m3x0xr6a-cuda-toolkit-12.4.1.drv");
+        let renamed = odd
+            .path()
+            .join("0aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-renamed.drv");
+        std::fs::copy(&source, &renamed).unwrap();
+        let bad_meta = odd
+            .path()
+            .join("0bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-bad-meta.drv");
+        std::fs::write(
+            &bad_meta,
+            r#"Derive([("out","","","")],[],[],"x86_64-linux","/bin/sh",[],[("__json","{\"__meta\":[1],\"requiredSystemFeatures\":[\"derivation-meta\"]}"),("out","")])"#,
+        )
+        .unwrap();
+        let odd_ones = both_ways(
+            odd.path(),
+            &[
+                renamed.to_string_lossy().into(),
+                bad_meta.to_string_lossy().into(),
+            ],
+        );
+        assert_eq!(odd_ones, 2);
+        assert!(rendered >= 20, "{rendered} entries compared");
     }
 }

@@ -10,7 +10,9 @@
 //! offset.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
+
+use crate::derivation::store_path::DigestHasher;
 
 /// Length of a store path's hash part.
 pub const HASH_LEN: usize = 32;
@@ -21,29 +23,6 @@ pub const PLACEHOLDER_LEN: usize = 52;
 pub type HashPart = [u8; HASH_LEN];
 /// The 52 characters of a placeholder after its `/`.
 pub type PlaceholderBody = [u8; PLACEHOLDER_LEN];
-
-/// Hashes a key by its first 8 bytes: hash parts and placeholders are
-/// digests already, so this spreads them as well as SipHash at a fraction
-/// of the cost (a lookup per 32-character window of every derivation).
-#[derive(Default)]
-pub struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut first = [0u8; 8];
-        let n = bytes.len().min(8);
-        first[..n].copy_from_slice(&bytes[..n]);
-        self.0 = (self.0 ^ u64::from_le_bytes(first)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn write_usize(&mut self, _length: usize) {
-        // Keys have one length; the slice length prefix adds nothing.
-    }
-}
 
 type Map<K> = HashMap<K, K, BuildHasherDefault<DigestHasher>>;
 

@@ -368,8 +368,8 @@ fn dynamic_inputs_hash_as_modern_nix_wrote_them() {
             let hashes = hash_closure(&closure);
             let root = &hashes[closure.roots()[0]];
             let classic = root.classic.as_ref().unwrap_or_else(|e| panic!("{file}: {e}"));
-            assert_eq!(classic.outputs, root.recorded, "{file}");
-            let recorded_ia = root.recorded.iter().all(|(_, p)| p.is_some());
+            assert_eq!(classic.outputs, *root.recorded(), "{file}");
+            let recorded_ia = root.recorded().iter().all(|(_, p)| p.is_some());
             assert_eq!(recorded_ia, n == 0, "{file}: 2.34 writes a path only for a fixed producer");
             checked += 1;
         }

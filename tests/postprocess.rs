@@ -106,7 +106,7 @@ fn run_seed(version: NixVersion, seed: u64, options: &Options) -> usize {
     let rewritten = rewrite_closure(&a, Mode::Rewrite).unwrap();
     let b_hashes = drvmeta::hashing::hash_closure(&b);
     for ((spec, &a_root), &b_root) in generated.specs.iter().zip(a.roots()).zip(b.roots()) {
-        let expected = &b_hashes[b_root].recorded;
+        let expected = b_hashes[b_root].recorded();
         if &rewritten[a_root].outputs != expected {
             failures.push(format!(
                 "rewrite(A) {} ({}): outputs {:?} != B's {:?}",

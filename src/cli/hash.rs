@@ -56,21 +56,30 @@ pub fn run(args: &HashArgs) -> Result<u8> {
     // Each entry is rendered (and its problems listed) on all cores, then
     // written in order.
     let render = |(path, position): &(String, usize)| -> io::Result<(Vec<u8>, Vec<String>)> {
-        let drv = drvmeta::report::drv_report(&closure, &hashes, *position);
-        let text = if args.json {
-            JsonWriter::render_entry(path, &drv)?
-        } else {
-            table.rows(path, &drv).into_bytes()
-        };
-        let problems = if drv.is_problem() {
-            problems(&drv)
+        let report = || drvmeta::report::drv_report(&closure, &hashes, *position);
+        let problems_of = |drv: &DrvReport| -> Vec<String> {
+            problems(drv)
                 .into_iter()
                 .map(|reason| format!("{path}: {reason}"))
                 .collect()
+        };
+        if args.json {
+            // Straight from the hashes; a report only for a problem.
+            let text = drvmeta::report::render_entry_of(&closure, &hashes, *position, path)?;
+            let problems = if drvmeta::report::is_problem(&closure, &hashes, *position) {
+                problems_of(&report())
+            } else {
+                Vec::new()
+            };
+            return Ok((text, problems));
+        }
+        let drv = report();
+        let problems = if drv.is_problem() {
+            problems_of(&drv)
         } else {
             Vec::new()
         };
-        Ok((text, problems))
+        Ok((table.rows(path, &drv).into_bytes(), problems))
     };
     drvmeta::batch::for_each_ordered(&keyed, render, |_, rendered| -> io::Result<()> {
         let (text, problems) = rendered?;

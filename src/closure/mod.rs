@@ -14,10 +14,10 @@
 //! `show`, [`crate::hashing::load_and_hash`] for `hash`). The persistent
 //! hash cache of the post-build hook is in [`cache`].
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::derivation::store_path::PathMap;
 use crate::derivation::{Derivation, StoreDir, StorePath};
 use rayon::prelude::*;
 
@@ -221,7 +221,7 @@ pub fn problems_of(
 pub struct Closure {
     store_dir: StoreDir,
     nodes: Vec<DrvNode>,
-    index: HashMap<StorePath, usize>,
+    index: PathMap<usize>,
     roots: Vec<usize>,
 }
 
@@ -390,7 +390,7 @@ impl Closure {
         store_dir: StoreDir,
         loaded: Vec<Loaded>,
         mut edges: Vec<Vec<usize>>,
-        mut positions: HashMap<StorePath, usize>,
+        mut positions: PathMap<usize>,
         roots: &[StorePath],
     ) -> Result<(Self, Vec<usize>)> {
         const NEW: u8 = 0;

@@ -15,7 +15,7 @@
 //! several derivations fail, the error of the one with the smallest store
 //! path is returned, so the message does not depend on scheduling.
 
-use std::collections::HashMap;
+use crate::derivation::store_path::PathMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -89,7 +89,7 @@ impl<T> Slot<T> {
 
 struct State<'p, T> {
     slots: Vec<Slot<T>>,
-    index: HashMap<StorePath, usize>,
+    index: PathMap<usize>,
     read: usize,
     /// Errors by the slot they belong to.
     errors: Vec<(usize, Error)>,
@@ -122,7 +122,7 @@ pub fn walk<T: Send + Sync>(
     options.check()?;
     let mut state = State {
         slots: Vec::new(),
-        index: HashMap::new(),
+        index: PathMap::default(),
         read: 0,
         errors: Vec::new(),
         progress,
