@@ -210,9 +210,8 @@ impl One<'_> {
     fn rewrite<'r>(
         &self,
         drv: &Derivation,
-        input: impl FnMut(&StorePath) -> Option<&'r Rewritten>,
+        mut input: impl FnMut(&StorePath) -> Option<&'r Rewritten>,
     ) -> Result<Rewritten> {
-        let mut input = input;
         let fail = |message: String| Error::Rewrite {
             path: self.store_dir.display(self.path),
             message,

@@ -15,11 +15,11 @@
 //! several derivations fail, the error of the one with the smallest store
 //! path is returned, so the message does not depend on scheduling.
 
-use crate::derivation::store_path::PathMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::closure::{Closure, LoadOptions, Loaded, load_one};
+use crate::derivation::store_path::PathMap;
 use crate::derivation::{Derivation, StorePath};
 use crate::error::{Error, Result};
 
@@ -232,7 +232,7 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
     /// Visit derivation `slot`, whose inputs are all visited, and start
     /// visiting the dependents this was the last missing input of.
     fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, slot: usize) {
-        let (drv, inputs, path, is_root) = {
+        let (drv, inputs, path, is_root, path_matches) = {
             let mut state = self.lock();
             let drv = state.slots[slot]
                 .parsed
@@ -258,10 +258,10 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
                 drv,
                 inputs,
                 this.path.clone(),
-                (this.needed_by.is_none(), path_matches),
+                this.needed_by.is_none(),
+                path_matches,
             )
         };
-        let (is_root, path_matches) = is_root;
         let result = (self.visit)(&Visit {
             path: &path,
             drv: &drv,

@@ -163,7 +163,7 @@ fn identifier(kind: &str, value: &str) -> Value {
     json!({ "type": "ExternalIdentifier", "externalIdentifierType": kind, "identifier": value })
 }
 
-fn agent(party: &Party, id: &str) -> Value {
+fn agent_element(party: &Party, id: &str) -> Value {
     let kind = if party.person {
         "Person"
     } else {
@@ -448,7 +448,7 @@ impl Graph<'_> {
         let mut seen = BTreeSet::new();
         for party in parties {
             if seen.insert(key(party)) {
-                head.push(agent(party, ids.agent(party)));
+                head.push(agent_element(party, ids.agent(party)));
             }
         }
         for (expression, id) in &ids.licenses {
