@@ -11,25 +11,32 @@
 //! derivation-meta Nix would. Both give every output the same path, so
 //! nothing a strip imports rebuilds for a meta-only change.
 //!
-//! Only the changes of a derivation's own input derivations are replaced in
-//! it: a store path a derivation embeds comes with string context, which
-//! makes its derivation an input (a path whose context was discarded stays
-//! as written). So each derivation's result depends on its inputs' results
-//! alone, and [`load_and_rewrite`] computes it in the one walk every
-//! command loads closures with, as soon as its inputs are done, dropping
-//! the parsed derivation right after.
+//! The changes replaced in a derivation are those of its input closure
+//! (DESIGN.md §2.3): its direct inputs' first — a store path a derivation
+//! embeds with string context makes its derivation an input — then, for a
+//! hash part or placeholder they do not cover (a path whose context was
+//! discarded), any derivation rewritten before it that is in its input
+//! closure; a changed derivation outside it is never replaced. So each
+//! derivation's result depends on its input closure alone, and
+//! [`load_and_rewrite`] computes it in the one walk every command loads
+//! closures with, as soon as its inputs are done, dropping the parsed
+//! derivation right after.
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
+use std::sync::{PoisonError, RwLock};
 
 use rayon::prelude::*;
 
 use crate::closure::walk::{Visit, walk};
 use crate::closure::{Closure, LoadOptions, drv_name};
 use crate::derivation::meta;
+use crate::derivation::store_path::DigestHasher;
 use crate::derivation::{Derivation, InputHash, StoreDir, StorePath, downstream_placeholder};
 use crate::error::{Error, Result};
 use crate::hashing::{OutputPaths, meta_normal_form, recorded_outputs};
-use crate::substitute::{Changes, Substitutions};
+use crate::substitute::{Changes, Fallback, HashPart, PlaceholderBody, Substitutions};
 
 /// What to make of the closure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +71,87 @@ pub struct Rewritten {
     changes: Changes,
 }
 
+/// The changes of every derivation rewritten so far, by old hash part or
+/// placeholder, with the derivation they belong to (its old path, by its
+/// position in `owners`).
+#[derive(Default)]
+struct Seen {
+    owners: Vec<StorePath>,
+    hashes: HashMap<HashPart, (HashPart, u32), BuildHasherDefault<DigestHasher>>,
+    placeholders:
+        HashMap<PlaceholderBody, (PlaceholderBody, u32), BuildHasherDefault<DigestHasher>>,
+}
+
+impl Seen {
+    fn add(&mut self, owner: &StorePath, changes: &Changes) {
+        if changes.hashes.is_empty() && changes.placeholders.is_empty() {
+            return;
+        }
+        let at = u32::try_from(self.owners.len()).expect("fewer than 2^32 derivations");
+        self.owners.push(owner.clone());
+        for (old, new) in &changes.hashes {
+            self.hashes.insert(*old, (*new, at));
+        }
+        for (old, new) in &changes.placeholders {
+            self.placeholders.insert(*old, (*new, at));
+        }
+    }
+}
+
+/// [`Seen`] shared by the threads that rewrite.
+struct SharedSeen(RwLock<Seen>);
+
+impl SharedSeen {
+    fn new() -> Self {
+        Self(RwLock::new(Seen::default()))
+    }
+
+    /// Record `owner`'s changes: before the walk starts its dependents,
+    /// which the walk's lock orders after this.
+    fn add(&self, owner: &StorePath, changes: &Changes) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(owner, changes);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Seen> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The changes a derivation's direct inputs do not cover: those of
+/// derivations in its input closure ([`Seen`], asked `in_input_closure`).
+struct Others<'a> {
+    seen: &'a SharedSeen,
+    in_input_closure: &'a dyn Fn(&StorePath) -> bool,
+}
+
+impl Fallback for Others<'_> {
+    fn is_empty(&self) -> bool {
+        let seen = self.seen.read();
+        seen.hashes.is_empty() && seen.placeholders.is_empty()
+    }
+
+    fn hash(&self, old: &HashPart) -> Option<HashPart> {
+        let (new, owner) = {
+            let seen = self.seen.read();
+            let &(new, at) = seen.hashes.get(old)?;
+            (new, seen.owners[at as usize].clone())
+        };
+        (self.in_input_closure)(&owner).then_some(new)
+    }
+
+    fn placeholder(&self, old: &PlaceholderBody) -> Option<PlaceholderBody> {
+        let (new, owner) = {
+            let seen = self.seen.read();
+            let &(new, at) = seen.placeholders.get(old)?;
+            (new, seen.owners[at as usize].clone())
+        };
+        (self.in_input_closure)(&owner).then_some(new)
+    }
+}
+
 /// Rewrite or strip every derivation of `closure` (loaded with its
 /// derivations); results are in [`Closure::nodes`] order, with their bytes.
 ///
@@ -73,8 +161,11 @@ pub struct Rewritten {
 pub fn rewrite_closure(closure: &Closure, mode: Mode) -> Result<Vec<Rewritten>> {
     let nodes = closure.nodes();
     let mut results: Vec<Option<Rewritten>> = (0..nodes.len()).map(|_| None).collect();
+    // Every lower level's changes: a node's input closure is below it.
+    let seen = SharedSeen::new();
     for level in closure.levels() {
         let done = &results;
+        let seen_ref = &seen;
         let computed: Vec<Result<Rewritten>> = level
             .par_iter()
             .with_min_len(16)
@@ -86,6 +177,12 @@ pub fn rewrite_closure(closure: &Closure, mode: Mode) -> Result<Vec<Rewritten>> 
                     done[position].as_ref()
                 };
                 let file = || node.file.clone();
+                let in_input_closure =
+                    |other: &StorePath| closure.is_in_input_closure(index, other);
+                let others = Others {
+                    seen: seen_ref,
+                    in_input_closure: &in_input_closure,
+                };
                 let one = One {
                     path: &node.path,
                     file: &file,
@@ -93,11 +190,13 @@ pub fn rewrite_closure(closure: &Closure, mode: Mode) -> Result<Vec<Rewritten>> 
                     mode,
                     keep_bytes: true,
                 };
-                one.rewrite(&drv, input)
+                one.rewrite(&drv, input, &others)
             })
             .collect();
         for (index, result) in level.into_iter().zip(computed) {
-            results[index] = Some(result?);
+            let result = result?;
+            seen.add(&nodes[index].path, &result.changes);
+            results[index] = Some(result);
         }
     }
     Ok(results
@@ -132,6 +231,7 @@ pub fn load_and_rewrite(
         /// inputs before dependents).
         Input,
     }
+    let seen = SharedSeen::new();
     let visit = |visit: &Visit<'_, std::result::Result<Rewritten, Failed>>| {
         let problems = crate::closure::problems_of(
             &options.store_dir,
@@ -158,8 +258,18 @@ pub fn load_and_rewrite(
             mode,
             keep_bytes,
         };
-        match one.rewrite(visit.drv, input) {
-            Ok(done) => Ok(done),
+        let in_input_closure = |other: &StorePath| visit.is_in_input_closure(other);
+        let others = Others {
+            seen: &seen,
+            in_input_closure: &in_input_closure,
+        };
+        match one.rewrite(visit.drv, input, &others) {
+            Ok(done) => {
+                // Before its dependents are visited: the walk starts them
+                // once this returns.
+                seen.add(visit.path, &done.changes);
+                Ok(done)
+            }
             Err(_) if failed => Err(Failed::Input),
             Err(error) => Err(Failed::Error(error)),
         }
@@ -211,6 +321,7 @@ impl One<'_> {
         &self,
         drv: &Derivation,
         mut input: impl FnMut(&StorePath) -> Option<&'r Rewritten>,
+        others: &dyn Fallback,
     ) -> Result<Rewritten> {
         let fail = |message: String| Error::Rewrite {
             path: self.store_dir.display(self.path),
@@ -231,7 +342,7 @@ impl One<'_> {
             inputs.push((&done.path, done));
         }
         // Parsed again only when an input's change reaches its bytes.
-        let substituted = match subs.apply(drv.bytes()) {
+        let substituted = match subs.apply_with(drv.bytes(), others) {
             Some(bytes) => Some(self.parse(bytes, drv_name(self.path))?),
             None => None,
         };

@@ -46,6 +46,34 @@ pub struct Changes {
     pub placeholders: Box<[(PlaceholderBody, PlaceholderBody)]>,
 }
 
+/// Where [`Substitutions::apply_with`] looks for a replacement its own
+/// maps do not hold.
+pub trait Fallback {
+    /// Whether it can answer nothing (then nothing is scanned).
+    fn is_empty(&self) -> bool;
+    /// The new hash part for `old`, if it changes.
+    fn hash(&self, old: &HashPart) -> Option<HashPart>;
+    /// The new placeholder body for `old`, if it changes.
+    fn placeholder(&self, old: &PlaceholderBody) -> Option<PlaceholderBody>;
+}
+
+/// No fallback.
+struct NoFallback;
+
+impl Fallback for NoFallback {
+    fn is_empty(&self) -> bool {
+        true
+    }
+
+    fn hash(&self, _old: &HashPart) -> Option<HashPart> {
+        None
+    }
+
+    fn placeholder(&self, _old: &PlaceholderBody) -> Option<PlaceholderBody> {
+        None
+    }
+}
+
 /// Whether each byte is a Nix base-32 digit.
 const BASE32: [bool; 256] = {
     let mut table = [false; 256];
@@ -113,7 +141,14 @@ impl Substitutions {
     /// normally stands alone between `/` and `-`).
     #[must_use]
     pub fn apply(&self, bytes: &[u8]) -> Option<Vec<u8>> {
-        if self.is_empty() {
+        self.apply_with(bytes, &NoFallback)
+    }
+
+    /// [`Self::apply`], asking `fallback` about what these replacements do
+    /// not hold.
+    #[must_use]
+    pub fn apply_with(&self, bytes: &[u8], fallback: &dyn Fallback) -> Option<Vec<u8>> {
+        if self.is_empty() && fallback.is_empty() {
             return None;
         }
         let mut out: Option<Vec<u8>> = None;
@@ -137,27 +172,44 @@ impl Substitutions {
                 .position(|&b| !is_base32(b))
                 .map_or(bytes.len(), |n| probe + n);
             if end - start >= HASH_LEN {
-                self.replace_in_run(bytes, start, end, &mut out);
+                self.replace_in_run(bytes, start, end, fallback, &mut out);
             }
             at = end;
         }
         out
     }
 
-    fn replace_in_run(&self, bytes: &[u8], start: usize, end: usize, out: &mut Option<Vec<u8>>) {
+    fn replace_in_run(
+        &self,
+        bytes: &[u8],
+        start: usize,
+        end: usize,
+        fallback: &dyn Fallback,
+        out: &mut Option<Vec<u8>>,
+    ) {
         let run = end - start;
         if run == PLACEHOLDER_LEN && start > 0 && bytes[start - 1] == b'/' {
             let body: PlaceholderBody = bytes[start..end].try_into().expect("52 bytes");
-            if let Some(new) = self.placeholders.get(&body) {
-                out.get_or_insert_with(|| bytes.to_vec())[start..end].copy_from_slice(new);
+            let new = self
+                .placeholders
+                .get(&body)
+                .copied()
+                .or_else(|| fallback.placeholder(&body));
+            if let Some(new) = new {
+                out.get_or_insert_with(|| bytes.to_vec())[start..end].copy_from_slice(&new);
                 return;
             }
         }
         let mut at = start;
         while at + HASH_LEN <= end {
             let window: HashPart = bytes[at..at + HASH_LEN].try_into().expect("32 bytes");
-            if let Some(new) = self.hashes.get(&window) {
-                out.get_or_insert_with(|| bytes.to_vec())[at..at + HASH_LEN].copy_from_slice(new);
+            let new = self
+                .hashes
+                .get(&window)
+                .copied()
+                .or_else(|| fallback.hash(&window));
+            if let Some(new) = new {
+                out.get_or_insert_with(|| bytes.to_vec())[at..at + HASH_LEN].copy_from_slice(&new);
                 at += HASH_LEN;
             } else {
                 at += 1;
@@ -207,7 +259,7 @@ mod tests {
                 .position(|&b| !is_base32(b))
                 .map_or(bytes.len(), |n| start + n);
             if end - start >= HASH_LEN {
-                subs.replace_in_run(bytes, start, end, &mut out);
+                subs.replace_in_run(bytes, start, end, &NoFallback, &mut out);
             }
             start = end;
         }

@@ -289,3 +289,73 @@ fn diff_tells_meta_only_from_rebuild() {
     eprintln!("diff: {identical} identical, {meta_only} meta-only, {rebuild} rebuild");
     assert!(identical > 0 && meta_only > 0 && rebuild > 0);
 }
+
+/// DESIGN.md §2.3: the changes replaced in a derivation are those of its
+/// whole input closure, not only of its inputs. `app` embeds the path of
+/// `lib` (an input of its input `mid`) with its string context discarded,
+/// so `lib` is not an input of `app`; `other` embeds an unchanged path the
+/// same way. Stripping the closure with meta gives Nix's own meta-free
+/// instantiation, byte for byte, with both Nix versions, by both routes
+/// (a loaded closure and the walk): `app` gets `lib`'s new path, which only
+/// the input-closure rule finds.
+#[test]
+fn strip_replaces_changes_of_the_whole_input_closure_only() {
+    let nonce = format!("t{:x}", std::process::id());
+    let expr = format!(
+        r#"{{ withMeta ? true }}:
+let
+  mk = name: attrs: derivation ({{
+    inherit name; system = "x86_64-linux"; builder = "/bin/sh";
+    nonce = "{nonce}"; __structuredAttrs = true;
+  }} // attrs);
+  meta = if withMeta then {{ __meta = {{ license = "mit"; }}; requiredSystemFeatures = [ "derivation-meta" ]; }} else {{ }};
+  lib = mk "lib" meta;
+  lib2 = mk "lib2" {{ }};
+  mid = mk "mid" {{ deps = [ lib ]; }};
+  app = mk "app" {{ deps = [ mid ]; libPath = builtins.unsafeDiscardStringContext "${{lib}}"; }};
+  other = mk "other" {{ deps = [ lib ]; otherPath = builtins.unsafeDiscardStringContext "${{lib2}}"; }};
+in [ app other ]"#
+    );
+    for version in [NixVersion::Old, NixVersion::Modern] {
+        // Where this Nix sees it (the modern one runs in its chroot).
+        let (dir, seen) = version.tempdir();
+        std::fs::write(dir.path().join("closure.nix"), &expr).unwrap();
+        let file = seen.join("closure.nix");
+        let a = support::instantiate_with(version, &file, true, None, "with meta");
+        let b = support::instantiate_with(version, &file, false, None, "without meta");
+        let stripped = rewrite_closure(&load_from(version, &a, &[]), Mode::Strip).unwrap();
+        let mut failures = Vec::new();
+        compare(
+            &format!("{} strip(A)", version.label()),
+            &files_of(&stripped),
+            &store_files(&load_from(version, &b, &[])),
+            &mut failures,
+        );
+        // The same on the walk (the path `drvmeta strip` takes).
+        let options = {
+            let mut options = LoadOptions::default();
+            options.drv_dirs.extend(version.load_options().drv_dirs);
+            options
+        };
+        let (_, walked) =
+            drvmeta::rewrite::load_and_rewrite(&options, &a, Mode::Strip, true, &mut |_| {})
+                .unwrap();
+        compare(
+            &format!("{} strip(A) on the walk", version.label()),
+            &files_of(&walked),
+            &files_of(&stripped),
+            &mut failures,
+        );
+        assert!(failures.is_empty(), "{failures:#?}");
+        // `app` embeds lib's meta-free path, which only the input closure
+        // rule finds.
+        let app = walked.iter().find(|r| r.path.name() == "app.drv").unwrap();
+        let lib = walked.iter().find(|r| r.path.name() == "lib.drv").unwrap();
+        let lib_out = lib.outputs[0].1.as_ref().unwrap().hash_part().to_owned();
+        assert!(
+            String::from_utf8_lossy(&app.bytes).contains(&lib_out),
+            "{}",
+            String::from_utf8_lossy(&app.bytes)
+        );
+    }
+}

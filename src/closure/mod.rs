@@ -514,6 +514,26 @@ impl Closure {
         levels
     }
 
+    /// Whether derivation `other` is in the input closure of the node at
+    /// `node` (an input, an input's input, …).
+    #[must_use]
+    pub fn is_in_input_closure(&self, node: usize, other: &StorePath) -> bool {
+        let Some(target) = self.position(other) else {
+            return false;
+        };
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack: Vec<usize> = self.nodes[node].inputs.clone();
+        while let Some(at) = stack.pop() {
+            if at == target {
+                return true;
+            }
+            if !std::mem::replace(&mut seen[at], true) {
+                stack.extend_from_slice(&self.nodes[at].inputs);
+            }
+        }
+        false
+    }
+
     /// The index of a derivation in [`Self::nodes`].
     #[must_use]
     pub fn position(&self, path: &StorePath) -> Option<usize> {

@@ -39,6 +39,8 @@ pub struct Visit<'a, T> {
     /// The results of its input derivations, in the order of
     /// `drv.input_derivations()`.
     inputs: &'a [Arc<T>],
+    /// Whether a path is in its input closure ([`Self::is_in_input_closure`]).
+    in_input_closure: &'a dyn Fn(&StorePath) -> bool,
 }
 
 impl<'a, T> Visit<'a, T> {
@@ -51,6 +53,14 @@ impl<'a, T> Visit<'a, T> {
             .binary_search_by(|candidate| candidate.path.cmp(path))
             .ok()
             .map(|position| &*self.inputs[position])
+    }
+
+    /// Whether derivation `path` is in its input closure (an input, an
+    /// input's input, …): visited before it. A walk through the inputs,
+    /// for the rare question that its direct inputs do not answer.
+    #[must_use]
+    pub fn is_in_input_closure(&self, path: &StorePath) -> bool {
+        (self.in_input_closure)(path)
     }
 }
 
@@ -262,12 +272,14 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
                 path_matches,
             )
         };
+        let in_input_closure = |other: &StorePath| self.in_input_closure(slot, other);
         let result = (self.visit)(&Visit {
             path: &path,
             drv: &drv,
             is_root,
             path_matches,
             inputs: &inputs,
+            in_input_closure: &in_input_closure,
         });
         drop(inputs);
         let mut ready = Vec::new();
@@ -289,6 +301,28 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
         for dependent in ready {
             scope.spawn(move |scope| self.visit(scope, dependent));
         }
+    }
+}
+
+impl<T: Send + Sync> Walk<'_, '_, '_, T> {
+    /// Whether the derivation at `other` is reachable from slot `slot`'s
+    /// inputs (under the lock: a walk through the slots).
+    fn in_input_closure(&self, slot: usize, other: &StorePath) -> bool {
+        let state = self.lock();
+        let Some(&target) = state.index.get(other) else {
+            return false;
+        };
+        let mut seen = vec![false; state.slots.len()];
+        let mut stack: Vec<usize> = state.slots[slot].inputs.clone();
+        while let Some(at) = stack.pop() {
+            if at == target {
+                return true;
+            }
+            if !std::mem::replace(&mut seen[at], true) {
+                stack.extend_from_slice(&state.slots[at].inputs);
+            }
+        }
+        false
     }
 }
 
