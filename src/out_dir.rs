@@ -10,9 +10,11 @@ use crate::error::{Error, Result};
 /// Write each `(file name, bytes)` into `dir` (created if missing).
 ///
 /// A file that already exists with the same bytes is left as it is; one
-/// with other bytes is a conflict, and then nothing is written at all. Each
-/// file is written to a temporary file in `dir` and renamed into place, so a
-/// reader never sees a partial file. Returns how many files were written.
+/// with other bytes is a conflict, and then nothing is written at all. The
+/// files are written into a staging directory inside `dir`, synced, and
+/// moved into place without replacing anything, so a reader never sees a
+/// partial file and a failed run leaves none behind. Returns how many files
+/// were written.
 ///
 /// # Errors
 /// [`Error::Output`] naming the conflicting files, or the directory or file
