@@ -1,9 +1,10 @@
 //! Nix's derivation JSON (format version 4) with the PR #16285 `meta`
 //! extension (DESIGN.md §5).
 //!
-//! Each derivation is rendered by `nix-derivation`; for an opted-in
-//! derivation `structuredAttrs` is shown stripped and the meta object moves to
-//! a top-level `"meta"` field (`null` for derivations that are not opted in).
+//! Each derivation is rendered from drvmeta's own parse
+//! ([`derivation_json`]); for an opted-in derivation `structuredAttrs` is
+//! shown stripped and the meta object moves to a top-level `"meta"` field
+//! (`null` for derivations that are not opted in).
 
 use std::io::Write;
 
@@ -29,14 +30,6 @@ pub fn derivation_value(closure: &Closure, node: &DrvNode) -> Result<Value> {
         message,
     })?;
     Ok(serde_json::from_str(&json).expect("derivation_json writes JSON"))
-}
-
-const STRUCTURED_ATTRS: &str = "\u{0}drvmeta:structuredAttrs\u{0}";
-const META: &str = "\u{0}drvmeta:meta\u{0}";
-
-fn text(bytes: &[u8], what: &str) -> std::result::Result<String, String> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| format!("{what} is not UTF-8, which Nix's derivation JSON cannot hold"))
 }
 
 fn output_json(output: &crate::derivation::Output<'_>) -> Value {
@@ -97,97 +90,115 @@ fn node_json(node: &crate::derivation::InputNode) -> Value {
 /// otherwise). `structuredAttrs` (stripped when opted in) and `meta` are
 /// the `__json` text as the writing Nix left it, never re-serialised.
 ///
+/// Written straight into one string, keys in the order serde writes a
+/// sorted map (the derivation's lists are sorted as parsed); only outputs
+/// and input nodes go through values. The parser checked that `__json` is
+/// a JSON object.
+///
 /// # Errors
-/// A message when a string is not UTF-8 or `__json` is not a JSON object.
+/// A message when a string is not UTF-8.
 pub fn derivation_json(drv: &Derivation) -> std::result::Result<String, String> {
-    let mut top = Map::new();
-    let args: Vec<Value> = drv
-        .arguments()
-        .map(|arg| text(&arg, "an argument").map(Value::from))
-        .collect::<std::result::Result<_, _>>()?;
-    top.insert("args".to_owned(), Value::Array(args));
-    top.insert(
-        "builder".to_owned(),
-        Value::from(text(&drv.builder(), "the builder")?),
-    );
-    let mut env = Map::new();
-    for (key, value) in drv.environment() {
+    let mut out = Vec::with_capacity(drv.bytes().len() + drv.bytes().len() / 4);
+    let string = |out: &mut Vec<u8>, bytes: &[u8], what: &dyn Fn() -> String| {
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            format!(
+                "{} is not UTF-8, which Nix's derivation JSON cannot hold",
+                what()
+            )
+        })?;
+        serde_json::to_writer(&mut *out, text).expect("writing to memory cannot fail");
+        Ok::<(), String>(())
+    };
+    let value = |out: &mut Vec<u8>, value: &Value| {
+        serde_json::to_writer(&mut *out, value).expect("writing to memory cannot fail");
+    };
+    out.extend_from_slice(b"{\"args\":[");
+    for (i, arg) in drv.arguments().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(&mut out, &arg, &|| "an argument".to_owned())?;
+    }
+    out.extend_from_slice(b"],\"builder\":");
+    string(&mut out, &drv.builder(), &|| "the builder".to_owned())?;
+    out.extend_from_slice(b",\"env\":{");
+    let mut first = true;
+    for (key, val) in drv.environment() {
         if *key == *meta::JSON_KEY {
             continue;
         }
-        let key = text(&key, "an environment variable name")?;
-        let value = text(&value, &format!("environment variable {key:?}"))?;
-        env.insert(key, Value::from(value));
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        string(&mut out, &key, &|| {
+            "an environment variable name".to_owned()
+        })?;
+        out.push(b':');
+        string(&mut out, &val, &|| {
+            format!(
+                "environment variable {:?}",
+                String::from_utf8_lossy(&key).into_owned()
+            )
+        })?;
     }
-    top.insert("env".to_owned(), Value::Object(env));
-    let drvs: Map<String, Value> = drv
-        .input_derivations()
-        .iter()
-        .map(|input| (input.path.to_basename(), node_json(&input.node)))
-        .collect();
-    let srcs: Vec<Value> = drv
-        .input_sources()
-        .iter()
-        .map(|src| Value::from(src.to_basename()))
-        .collect();
-    let mut inputs = Map::new();
-    inputs.insert("drvs".to_owned(), Value::Object(drvs));
-    inputs.insert("srcs".to_owned(), Value::Array(srcs));
-    top.insert("inputs".to_owned(), Value::Object(inputs));
-    top.insert("name".to_owned(), Value::from(drv.name()));
-    let outputs: Map<String, Value> = drv
-        .outputs()
-        .map(|o| (o.name.to_owned(), output_json(&o)))
-        .collect();
-    top.insert("outputs".to_owned(), Value::Object(outputs));
-    top.insert(
-        "system".to_owned(),
-        Value::from(text(&drv.system(), "the system")?),
-    );
-    top.insert("version".to_owned(), Value::from(VERSION));
-
-    // Raw parts, spliced in after serialisation.
+    out.extend_from_slice(b"},\"inputs\":{\"drvs\":{");
+    for (i, input) in drv.input_derivations().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(&mut out, input.path.to_basename().as_bytes(), &String::new)?;
+        out.push(b':');
+        value(&mut out, &node_json(&input.node));
+    }
+    out.extend_from_slice(b"},\"srcs\":[");
+    for (i, src) in drv.input_sources().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(&mut out, src.to_basename().as_bytes(), &String::new)?;
+    }
+    out.extend_from_slice(b"]},\"meta\":");
+    match meta::meta_text(drv) {
+        Some(text) => raw(&mut out, &text)?,
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"name\":");
+    string(&mut out, drv.name().as_bytes(), &String::new)?;
+    out.extend_from_slice(b",\"outputs\":{");
+    for (i, output) in drv.outputs().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(&mut out, output.name.as_bytes(), &String::new)?;
+        out.push(b':');
+        value(&mut out, &output_json(&output));
+    }
+    out.push(b'}');
+    // The system's error comes before a bad `__json`'s, as Nix's fields go.
+    let mut system = Vec::new();
+    string(&mut system, &drv.system(), &|| "the system".to_owned())?;
     let attrs = match meta::stripped_json(drv) {
-        Some(stripped) => Some(stripped),
-        None => drv.structured_attrs().map(std::borrow::Cow::into_owned),
+        Some(stripped) => Some(std::borrow::Cow::Owned(stripped)),
+        None => drv.structured_attrs(),
     };
-    let meta_text = meta::meta_text(drv);
     if let Some(attrs) = &attrs {
-        check_object(attrs, "__json")?;
-        top.insert("structuredAttrs".to_owned(), Value::from(STRUCTURED_ATTRS));
+        out.extend_from_slice(b",\"structuredAttrs\":");
+        raw(&mut out, attrs)?;
     }
-    top.insert("meta".to_owned(), Value::from(META));
-    let mut json = Value::Object(top).to_string();
-    splice_raw(&mut json, STRUCTURED_ATTRS, attrs.as_deref())?;
-    splice_raw(
-        &mut json,
-        META,
-        Some(meta_text.as_deref().unwrap_or(b"null")),
-    )?;
-    Ok(json)
+    out.extend_from_slice(b",\"system\":");
+    out.extend_from_slice(&system);
+    out.extend_from_slice(b",\"version\":");
+    out.extend_from_slice(VERSION.to_string().as_bytes());
+    out.push(b'}');
+    Ok(String::from_utf8(out).expect("every piece is UTF-8"))
 }
 
-fn check_object(json: &[u8], what: &str) -> std::result::Result<(), String> {
-    let value: serde::de::IgnoredAny =
-        serde_json::from_slice(json).map_err(|error| format!("{what} is not JSON: {error}"))?;
-    let _ = value;
-    if json.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(format!("{what} is not a JSON object"));
-    }
-    Ok(())
-}
-
-fn splice_raw(
-    json: &mut String,
-    placeholder: &str,
-    raw: Option<&[u8]>,
-) -> std::result::Result<(), String> {
-    let Some(raw) = raw else { return Ok(()) };
-    let quoted = serde_json::to_string(placeholder).expect("a string serialises");
-    let raw = std::str::from_utf8(raw).map_err(|_| "__json is not UTF-8".to_owned())?;
-    if let Some(at) = json.find(&quoted) {
-        json.replace_range(at..at + quoted.len(), raw);
-    }
+/// JSON text from the `__json` Nix wrote, as it is (UTF-8 checked: the
+/// parser checked it is JSON).
+fn raw(out: &mut Vec<u8>, json: &[u8]) -> std::result::Result<(), String> {
+    std::str::from_utf8(json).map_err(|_| "__json is not UTF-8".to_owned())?;
+    out.extend_from_slice(json);
     Ok(())
 }
 
@@ -507,5 +518,176 @@ mod tests {
             "{}",
             arena.chunks.len()
         );
+    }
+
+    const STRUCTURED_ATTRS: &str = "\u{0}drvmeta:structuredAttrs\u{0}";
+    const META: &str = "\u{0}drvmeta:meta\u{0}";
+
+    fn text(bytes: &[u8], what: &str) -> std::result::Result<String, String> {
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| format!("{what} is not UTF-8, which Nix's derivation JSON cannot hold"))
+    }
+
+    /// The renderer before the direct one (a value, serialised, raw parts
+    /// spliced in): the reference the direct one is compared with.
+    /// One derivation as compact JSON: Nix's derivation JSON (format version
+    /// 4) with PR #16285's `"meta"` (the meta object when opted in, `null`
+    /// otherwise). `structuredAttrs` (stripped when opted in) and `meta` are
+    /// the `__json` text as the writing Nix left it, never re-serialised.
+    ///
+    /// # Errors
+    /// A message when a string is not UTF-8 or `__json` is not a JSON object.
+    fn derivation_json_reference(drv: &Derivation) -> std::result::Result<String, String> {
+        let mut top = Map::new();
+        let args: Vec<Value> = drv
+            .arguments()
+            .map(|arg| text(&arg, "an argument").map(Value::from))
+            .collect::<std::result::Result<_, _>>()?;
+        top.insert("args".to_owned(), Value::Array(args));
+        top.insert(
+            "builder".to_owned(),
+            Value::from(text(&drv.builder(), "the builder")?),
+        );
+        let mut env = Map::new();
+        for (key, value) in drv.environment() {
+            if *key == *meta::JSON_KEY {
+                continue;
+            }
+            let key = text(&key, "an environment variable name")?;
+            let value = text(&value, &format!("environment variable {key:?}"))?;
+            env.insert(key, Value::from(value));
+        }
+        top.insert("env".to_owned(), Value::Object(env));
+        let drvs: Map<String, Value> = drv
+            .input_derivations()
+            .iter()
+            .map(|input| (input.path.to_basename(), node_json(&input.node)))
+            .collect();
+        let srcs: Vec<Value> = drv
+            .input_sources()
+            .iter()
+            .map(|src| Value::from(src.to_basename()))
+            .collect();
+        let mut inputs = Map::new();
+        inputs.insert("drvs".to_owned(), Value::Object(drvs));
+        inputs.insert("srcs".to_owned(), Value::Array(srcs));
+        top.insert("inputs".to_owned(), Value::Object(inputs));
+        top.insert("name".to_owned(), Value::from(drv.name()));
+        let outputs: Map<String, Value> = drv
+            .outputs()
+            .map(|o| (o.name.to_owned(), output_json(&o)))
+            .collect();
+        top.insert("outputs".to_owned(), Value::Object(outputs));
+        top.insert(
+            "system".to_owned(),
+            Value::from(text(&drv.system(), "the system")?),
+        );
+        top.insert("version".to_owned(), Value::from(VERSION));
+
+        // Raw parts, spliced in after serialisation.
+        let attrs = match meta::stripped_json(drv) {
+            Some(stripped) => Some(stripped),
+            None => drv.structured_attrs().map(std::borrow::Cow::into_owned),
+        };
+        let meta_text = meta::meta_text(drv);
+        if let Some(attrs) = &attrs {
+            check_object(attrs, "__json")?;
+            top.insert("structuredAttrs".to_owned(), Value::from(STRUCTURED_ATTRS));
+        }
+        top.insert("meta".to_owned(), Value::from(META));
+        let mut json = Value::Object(top).to_string();
+        splice_raw(&mut json, STRUCTURED_ATTRS, attrs.as_deref())?;
+        splice_raw(
+            &mut json,
+            META,
+            Some(meta_text.as_deref().unwrap_or(b"null")),
+        )?;
+        Ok(json)
+    }
+
+    fn check_object(json: &[u8], what: &str) -> std::result::Result<(), String> {
+        let value: serde::de::IgnoredAny =
+            serde_json::from_slice(json).map_err(|error| format!("{what} is not JSON: {error}"))?;
+        let _ = value;
+        if json.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(format!("{what} is not a JSON object"));
+        }
+        Ok(())
+    }
+
+    fn splice_raw(
+        json: &mut String,
+        placeholder: &str,
+        raw: Option<&[u8]>,
+    ) -> std::result::Result<(), String> {
+        let Some(raw) = raw else { return Ok(()) };
+        let quoted = serde_json::to_string(placeholder).expect("a string serialises");
+        let raw = std::str::from_utf8(raw).map_err(|_| "__json is not UTF-8".to_owned())?;
+        if let Some(at) = json.find(&quoted) {
+            json.replace_range(at..at + quoted.len(), raw);
+        }
+        Ok(())
+    }
+
+    fn drvs_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut drvs: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "drv"))
+            .collect();
+        drvs.sort();
+        drvs
+    }
+
+    /// The direct renderer gives what the value-based one gave, byte for
+    /// byte, or the same error: on the example closures, snix's vectors
+    /// (valid ones: unicode, latin1, structured attributes, fixed and
+    /// floating outputs), Nix's own vectors (firefox, hello, dynamic
+    /// inputs), and opted-in derivations (stripped `structuredAttrs`,
+    /// `meta`).
+    #[test]
+    fn direct_rendering_is_the_value_rendering() {
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let vectors = project.join("../shared/nix-vectors");
+        assert!(
+            vectors.is_dir(),
+            "the conformance vectors are missing at {}",
+            vectors.display()
+        );
+        let mut compared = 0;
+        let mut errors = 0;
+        for dir in [
+            project.join("fixtures/kernel/drvs"),
+            project.join("fixtures/kernel/drvs-nometa"),
+            project.join("fixtures/dynamic"),
+            vectors.join("snix/ok"),
+            vectors.clone(),
+            vectors.join("unmerged-pr-16285-derivation-meta"),
+            vectors.join("ca"),
+            vectors.join("ia"),
+            vectors.join("invariants"),
+            vectors.join("hash-modulo"),
+            vectors.join("try-resolve"),
+        ] {
+            for file in drvs_in(&dir) {
+                let bytes = std::fs::read(&file).unwrap();
+                let Ok(drv) =
+                    Derivation::parse(bytes, "x", &crate::derivation::StoreDir::default())
+                else {
+                    continue;
+                };
+                let direct = derivation_json(&drv);
+                assert_eq!(
+                    direct,
+                    derivation_json_reference(&drv),
+                    "{}",
+                    file.display()
+                );
+                compared += 1;
+                errors += usize::from(direct.is_err());
+            }
+        }
+        assert!(compared >= 30, "{compared} derivations compared");
+        assert!(errors >= 1, "a non-UTF-8 derivation is among them");
     }
 }
