@@ -703,12 +703,7 @@ in mk "app-3.0" "echo ${{lib}} > $out; echo ${{tool}} > /dev/null"
     );
     // The build-only component stays reachable from the roots for the
     // reference checker (DEPENDS_ON is kept beside BUILD_DEPENDENCY_OF).
-    let report = Command::new("ntia-checker")
-        .args(["-r", "json"])
-        .arg(&spdx_file)
-        .output()
-        .expect("ntia-checker runs");
-    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = ntia(&spdx_file, &[]);
     assert_eq!(
         report["graphValidation"]["floatingComponents"]["floatingComponentCount"], 0,
         "{report}"
@@ -925,20 +920,7 @@ for text in sys.argv[1:]:
 /// NOASSERTION, says what is missing, and `--supplier` fills it.
 #[test]
 fn ntia_minimum_elements_from_meta_or_the_command_line() {
-    let ntia = |file: &Path| -> Value {
-        let output = Command::new("ntia-checker")
-            .args(["-r", "json"])
-            .arg(file)
-            .output()
-            .expect("ntia-checker runs (pip install ntia-conformance-checker)");
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
-            panic!(
-                "ntia-checker: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
-    };
+    let ntia = |file: &Path| ntia(file, &[]);
     let dir = tempfile::tempdir().unwrap();
     let root =
         std::fs::read_to_string(support::project_dir().join("fixtures/kernel/root")).unwrap();
@@ -1139,14 +1121,26 @@ fn bsi(file: &Path) -> std::collections::BTreeMap<String, bool> {
     table
 }
 
-fn ntia_spdx3(file: &Path) -> Value {
+/// The JSON report of `ntia-checker` (NTIA minimum elements) on `file`,
+/// with `args` before it (`-s spdx3` for SPDX 3).
+fn ntia(file: &Path, args: &[&str]) -> Value {
     let output = Command::new("ntia-checker")
-        .args(["-s", "spdx3", "-r", "json"])
+        .args(args)
+        .args(["-r", "json"])
         .arg(file)
         .output()
-        .expect("ntia-checker runs");
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|_| panic!("ntia-checker: {}", String::from_utf8_lossy(&output.stdout)))
+        .expect("ntia-checker runs (pip install ntia-conformance-checker)");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "ntia-checker: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn ntia_spdx3(file: &Path) -> Value {
+    ntia(file, &["-s", "spdx3"])
 }
 
 fn graph_of<'a>(doc: &'a Value, kind: &str) -> Vec<&'a Value> {

@@ -216,6 +216,28 @@ pub fn problems_of(
     problems
 }
 
+/// Whether `target` is reachable from `start`'s inputs, among `len`
+/// derivations whose inputs `inputs_of` gives (by index): a depth-first
+/// walk, each derivation looked at once.
+pub(crate) fn reaches<'a>(
+    len: usize,
+    start: usize,
+    target: usize,
+    inputs_of: impl Fn(usize) -> &'a [usize],
+) -> bool {
+    let mut seen = vec![false; len];
+    let mut stack: Vec<usize> = inputs_of(start).to_vec();
+    while let Some(at) = stack.pop() {
+        if at == target {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[at], true) {
+            stack.extend_from_slice(inputs_of(at));
+        }
+    }
+    false
+}
+
 /// A set of derivations closed under their inputs, in dependency order.
 #[derive(Debug)]
 pub struct Closure {
@@ -518,20 +540,9 @@ impl Closure {
     /// `node` (an input, an input's input, …).
     #[must_use]
     pub fn is_in_input_closure(&self, node: usize, other: &StorePath) -> bool {
-        let Some(target) = self.position(other) else {
-            return false;
-        };
-        let mut seen = vec![false; self.nodes.len()];
-        let mut stack: Vec<usize> = self.nodes[node].inputs.clone();
-        while let Some(at) = stack.pop() {
-            if at == target {
-                return true;
-            }
-            if !std::mem::replace(&mut seen[at], true) {
-                stack.extend_from_slice(&self.nodes[at].inputs);
-            }
-        }
-        false
+        self.position(other).is_some_and(|target| {
+            reaches(self.nodes.len(), node, target, |at| &self.nodes[at].inputs)
+        })
     }
 
     /// The index of a derivation in [`Self::nodes`].

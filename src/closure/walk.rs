@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::closure::{Closure, LoadOptions, Loaded, load_one};
+use crate::closure::{Closure, LoadOptions, Loaded, load_one, reaches};
 use crate::derivation::store_path::PathMap;
 use crate::derivation::{Derivation, StorePath};
 use crate::error::{Error, Result};
@@ -239,6 +239,17 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
         }
     }
 
+    /// Whether the derivation at `other` is reachable from slot `slot`'s
+    /// inputs (under the lock).
+    fn in_input_closure(&self, slot: usize, other: &StorePath) -> bool {
+        let state = self.lock();
+        state.index.get(other).is_some_and(|&target| {
+            reaches(state.slots.len(), slot, target, |at| {
+                &state.slots[at].inputs
+            })
+        })
+    }
+
     /// Visit derivation `slot`, whose inputs are all visited, and start
     /// visiting the dependents this was the last missing input of.
     fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, slot: usize) {
@@ -301,28 +312,6 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
         for dependent in ready {
             scope.spawn(move |scope| self.visit(scope, dependent));
         }
-    }
-}
-
-impl<T: Send + Sync> Walk<'_, '_, '_, T> {
-    /// Whether the derivation at `other` is reachable from slot `slot`'s
-    /// inputs (under the lock: a walk through the slots).
-    fn in_input_closure(&self, slot: usize, other: &StorePath) -> bool {
-        let state = self.lock();
-        let Some(&target) = state.index.get(other) else {
-            return false;
-        };
-        let mut seen = vec![false; state.slots.len()];
-        let mut stack: Vec<usize> = state.slots[slot].inputs.clone();
-        while let Some(at) = stack.pop() {
-            if at == target {
-                return true;
-            }
-            if !std::mem::replace(&mut seen[at], true) {
-                stack.extend_from_slice(&state.slots[at].inputs);
-            }
-        }
-        false
     }
 }
 

@@ -54,14 +54,5 @@ pub fn nar_digests(path: &Path, sha512: bool) -> Result<([u8; 32], Option<[u8; 6
     ))
 }
 
-/// Lowercase hex of `bytes`.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 0xf)] as char);
-    }
-    out
-}
+/// Lowercase hex of `bytes` (the core's).
+pub use crate::derivation::store_path::hex;
