@@ -56,14 +56,21 @@ impl NodeHashes {
         }
     }
 
-    /// `recorded`, kept only where the classic outputs differ.
-    fn keep_recorded(
-        recorded: OutputPaths,
-        classic: &Result<Hashes, String>,
-    ) -> Option<OutputPaths> {
+    /// The outputs `drv` records, kept only where the classic outputs
+    /// differ (compared without building them).
+    fn keep_recorded(drv: &Derivation, classic: &Result<Hashes, String>) -> Option<OutputPaths> {
         match classic {
-            Ok(classic) if classic.outputs == recorded => None,
-            _ => Some(recorded),
+            Ok(classic)
+                if classic.outputs.len() == drv.outputs().len()
+                    && classic.outputs.iter().zip(drv.outputs()).all(
+                        |((name, path), recorded)| {
+                            *name == recorded.name && path.as_ref() == recorded.path()
+                        },
+                    ) =>
+            {
+                None
+            }
+            _ => Some(recorded_outputs(drv)),
         }
     }
 
@@ -176,7 +183,6 @@ pub fn hash_derivation_both<'a>(
             _ => false,
         })
     });
-    let recorded = recorded_outputs(drv);
     let modulo_meta = if !info.opt_in && inputs_unchanged {
         classic.clone()
     } else {
@@ -192,7 +198,7 @@ pub fn hash_derivation_both<'a>(
     };
     NodeHashes {
         meta_object: analysis.object,
-        recorded: NodeHashes::keep_recorded(recorded, &classic),
+        recorded: NodeHashes::keep_recorded(drv, &classic),
         meta: info,
         classic,
         modulo_meta,

@@ -206,7 +206,40 @@ pub fn is_problem(closure: &Closure, hashes: &[NodeHashes], position: usize) -> 
 }
 
 fn string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
+    if needs_no_escape(text) {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return Ok(());
+    }
     serde_json::to_writer(out, text).map_err(std::io::Error::from)
+}
+
+/// Whether JSON writes `text` as it is (no quote, backslash or control
+/// character): store paths and output names always are.
+fn needs_no_escape(text: &str) -> bool {
+    text.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\')
+}
+
+/// A store path as a JSON string, written without building it.
+fn path_string(
+    out: &mut Vec<u8>,
+    closure: &Closure,
+    path: &crate::derivation::StorePath,
+) -> std::io::Result<()> {
+    let store_dir = closure.store_dir().as_str();
+    if !needs_no_escape(store_dir) {
+        return string(out, &closure.render(path));
+    }
+    out.push(b'"');
+    out.extend_from_slice(store_dir.as_bytes());
+    out.push(b'/');
+    out.extend_from_slice(path.hash_part().as_bytes());
+    out.push(b'-');
+    // Store path names need no escaping.
+    out.extend_from_slice(path.name().as_bytes());
+    out.push(b'"');
+    Ok(())
 }
 
 fn boolean(out: &mut Vec<u8>, value: bool) {
@@ -261,7 +294,7 @@ fn output_map<'a>(
         string(out, name)?;
         out.push(b':');
         match path {
-            Some(path) => string(out, &closure.render(path))?,
+            Some(path) => path_string(out, closure, path)?,
             None => out.extend_from_slice(b"null"),
         }
     }

@@ -8,7 +8,7 @@
 //! is a clear error instead of a hang or an unbounded read.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -48,10 +48,8 @@ fn open_checked(path: &Path, follow: bool) -> io::Result<(File, std::fs::Metadat
     if !follow {
         flags |= libc::O_NOFOLLOW;
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)
+    let file = open_in_directory(path, follow)
+        .unwrap_or_else(|| OpenOptions::new().read(true).custom_flags(flags).open(path))
         .map_err(|error| {
             if error.raw_os_error() == Some(libc::ELOOP) {
                 let what = if follow {
@@ -74,6 +72,43 @@ fn open_checked(path: &Path, follow: bool) -> io::Result<(File, std::fs::Metadat
     Ok((file, meta))
 }
 
+/// Open `path` relative to its directory, kept open per thread: loading a
+/// closure opens thousands of files in one directory (the store), and the
+/// kernel then looks up one name per file instead of every component of
+/// the path. `None` when `path` has no directory and name, or its
+/// directory cannot be opened (the caller then opens `path` itself, for
+/// the error). A directory replaced while it is kept is still the one read.
+fn open_in_directory(path: &Path, follow: bool) -> Option<io::Result<File>> {
+    use rustix::fs::{Mode, OFlags};
+    use std::cell::RefCell;
+    use std::os::fd::OwnedFd;
+    thread_local! {
+        static DIRECTORY: RefCell<Option<(std::path::PathBuf, OwnedFd)>> = const { RefCell::new(None) };
+    }
+    let (dir, name) = (path.parent()?, path.file_name()?);
+    if dir.as_os_str().is_empty() {
+        return None;
+    }
+    DIRECTORY.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if kept.as_ref().is_none_or(|(kept_dir, _)| kept_dir != dir) {
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            let fd = rustix::fs::open(dir, flags, Mode::empty()).ok()?;
+            *kept = Some((dir.to_owned(), fd));
+        }
+        let (_, fd) = kept.as_ref()?;
+        let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        if !follow {
+            flags |= OFlags::NOFOLLOW;
+        }
+        Some(
+            rustix::fs::openat(fd, name, flags, Mode::empty())
+                .map(File::from)
+                .map_err(io::Error::from),
+        )
+    })
+}
+
 /// Read the regular file at `path` (see [`open_regular`]), at most `limit`
 /// bytes.
 ///
@@ -86,23 +121,30 @@ fn open_checked(path: &Path, follow: bool) -> io::Result<(File, std::fs::Metadat
 /// As [`open_regular`]; `FileTooLarge` when it holds more than `limit`;
 /// `UnexpectedEof` when it ends before the size it had when opened.
 pub fn read_regular(path: &Path, follow: bool, limit: u64) -> io::Result<Vec<u8>> {
-    let (mut file, meta) = open_checked(path, follow)?;
+    let (file, meta) = open_checked(path, follow)?;
     let size = meta.len();
     if size > limit {
         return Err(too_large(limit));
     }
     let size = usize::try_from(size).map_err(|_| too_large(limit))?;
-    let mut bytes = vec![0; size];
-    file.read_exact(&mut bytes).map_err(|error| {
-        if error.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "shrank while being read (ended before the size it had when opened)",
-            )
-        } else {
-            error
+    // Read into the vector's spare capacity: no zeroing of memory the read
+    // overwrites at once.
+    let mut bytes = Vec::with_capacity(size);
+    while bytes.len() < size {
+        let spare = rustix::buffer::spare_capacity(&mut bytes);
+        match rustix::io::read(&file, spare) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "shrank while being read (ended before the size it had when opened)",
+                ));
+            }
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(error) => return Err(error.into()),
         }
-    })?;
+    }
+    // Never more than the size it had (the capacity may be larger).
+    bytes.truncate(size);
     Ok(bytes)
 }
 

@@ -177,6 +177,23 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
     /// [`LoadOptions::locate`] finds it), register its inputs, start reading
     /// the new ones and visit it when they are all visited already.
     fn read<'s>(&'s self, scope: &rayon::Scope<'s>, slot: usize, file: Option<PathBuf>) {
+        // The last new input found is read on this thread, the others are
+        // left to any thread (a task each): depth first, with a task spawned
+        // only where another thread may take it.
+        let mut next = Some((slot, file));
+        while let Some((slot, file)) = next.take() {
+            next = self.read_one(scope, slot, file);
+        }
+    }
+
+    /// [`Self::read`] of one derivation; returns the input to read next on
+    /// this thread.
+    fn read_one<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        slot: usize,
+        file: Option<PathBuf>,
+    ) -> Option<(usize, Option<PathBuf>)> {
         let (path, needed_by) = {
             let state = self.lock();
             (state.slots[slot].path.clone(), state.slots[slot].needed_by)
@@ -196,7 +213,7 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
             Ok(done) => done,
             Err(error) => {
                 state.errors.push((slot, error));
-                return;
+                return None;
             }
         };
         let mut new_inputs = Vec::new();
@@ -231,12 +248,14 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
             (state.progress)(read);
         }
         drop(state);
+        let last = new_inputs.pop();
         for input in new_inputs {
             scope.spawn(move |scope| self.read(scope, input, None));
         }
         if pending == 0 {
             self.visit(scope, slot);
         }
+        last.map(|input| (input, None))
     }
 
     /// Whether the derivation at `other` is reachable from slot `slot`'s
@@ -253,6 +272,16 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
     /// Visit derivation `slot`, whose inputs are all visited, and start
     /// visiting the dependents this was the last missing input of.
     fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, slot: usize) {
+        // As in `read`: one dependent made ready goes on on this thread.
+        let mut next = Some(slot);
+        while let Some(slot) = next.take() {
+            next = self.visit_one(scope, slot);
+        }
+    }
+
+    /// [`Self::visit`] of one derivation; returns a dependent it made ready,
+    /// to visit next on this thread.
+    fn visit_one<'s>(&'s self, scope: &rayon::Scope<'s>, slot: usize) -> Option<usize> {
         let (drv, inputs, path, is_root, path_matches) = {
             let mut state = self.lock();
             let drv = state.slots[slot]
@@ -309,9 +338,11 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
                 }
             }
         }
+        let last = ready.pop();
         for dependent in ready {
             scope.spawn(move |scope| self.visit(scope, dependent));
         }
+        last
     }
 }
 

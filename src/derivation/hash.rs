@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::HashError;
 use super::store_path::{StoreDir, StorePath, output_path_name};
-use super::write::{Form, HashedInput, HashedOutputs, write_aterm};
+use super::write::{Form, HashedInput, HashedOutputs, emit_canonical_form, write_aterm};
 use super::{Derivation, OutputKind};
 
 /// Output paths by output name, sorted by name, `None` where a path is not
@@ -180,19 +180,26 @@ pub fn fixed_output_path(
     path.map_err(|error| error.to_string())
 }
 
-/// SHA-256 of `drv` printed in `form`: the ATerm is written into a buffer
-/// kept per thread (no allocation once it has grown to the largest
-/// derivation) and hashed in one call, which costs less than feeding the
-/// hasher field by field.
+/// SHA-256 of `drv` printed in `form`. A canonical file (every file Nix
+/// writes) is hashed from its own bytes, with only what `form` changes
+/// printed ([`emit_canonical_form`]); any other is printed whole into a
+/// buffer kept per thread and hashed in one call, which costs less than
+/// feeding the hasher field by field.
 fn hash_form(drv: &Derivation, form: &Form<'_>) -> [u8; 32] {
     thread_local! {
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     BUFFER.with(|buffer| {
         let mut buffer = buffer.borrow_mut();
-        buffer.clear();
-        write_aterm(drv, &mut *buffer, form).expect("writing to memory cannot fail");
-        let digest = Sha256::digest(buffer.as_slice()).into();
+        let digest = if drv.is_canonical() {
+            let mut hasher = Sha256::new();
+            emit_canonical_form(drv, form, &mut buffer, &mut |piece| hasher.update(piece));
+            hasher.finalize().into()
+        } else {
+            buffer.clear();
+            write_aterm(drv, &mut *buffer, form).expect("writing to memory cannot fail");
+            Sha256::digest(buffer.as_slice()).into()
+        };
         if buffer.capacity() > 1 << 24 {
             // Do not keep a huge buffer for the rest of the run.
             *buffer = Vec::new();

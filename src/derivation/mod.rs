@@ -91,6 +91,11 @@ pub struct Derivation {
     name: String,
     store_dir: StoreDir,
     version: Option<Span>,
+    /// Where the output list (`[` to `]`) and the input derivation list are
+    /// written: the hash-modulo forms of a canonical file copy the bytes
+    /// around them ([`hash`]).
+    outputs_list: Span,
+    input_drvs_list: Span,
     outputs: Vec<OutputEntry>,
     input_drvs: Vec<InputDerivation>,
     input_srcs: Vec<StorePath>,

@@ -204,6 +204,8 @@ struct Scratch {
     input_srcs: Vec<StorePath>,
     args: Vec<Span>,
     env: Vec<(Span, Span)>,
+    /// The unescaped `__json`, for its check.
+    json: Vec<u8>,
 }
 
 thread_local! {
@@ -261,6 +263,7 @@ fn parse_with(
     // Outputs.
     let outputs = &mut scratch.outputs;
     outputs.clear();
+    let outputs_start = p.pos;
     p.string_list(|p| {
         p.expect(b"(", "'('")?;
         let at = p.pos + 1;
@@ -311,6 +314,10 @@ fn parse_with(
         });
         Ok(())
     })?;
+    let outputs_list = Span {
+        start: outputs_start as u32,
+        end: p.pos as u32,
+    };
     let output_name = |e: &OutputEntry| e.name.get(&bytes);
     if !outputs
         .windows(2)
@@ -326,6 +333,7 @@ fn parse_with(
     p.expect(b",", "','")?;
     let input_drvs = &mut scratch.input_drvs;
     input_drvs.clear();
+    let input_drvs_start = p.pos;
     p.string_list(|p| {
         p.expect(b"(", "'('")?;
         let at = p.pos + 1;
@@ -345,6 +353,10 @@ fn parse_with(
         input_drvs.push(InputDerivation { path, node });
         Ok(())
     })?;
+    let input_drvs_list = Span {
+        start: input_drvs_start as u32,
+        end: p.pos as u32,
+    };
     if !input_drvs.windows(2).all(|w| w[0].path < w[1].path) {
         canonical = false;
         // Nix's `insert_or_assign` keeps the last entry of a repeated path.
@@ -381,6 +393,7 @@ fn parse_with(
     p.expect(b",", "','")?;
     let env = &mut scratch.env;
     env.clear();
+    let json = &mut scratch.json;
     p.string_list(|p| {
         p.expect(b"(", "'('")?;
         let key = p.string()?;
@@ -389,7 +402,9 @@ fn parse_with(
         let value = p.string()?;
         p.expect(b")", "')'")?;
         if key.get(p.bytes) == super::meta::JSON_KEY {
-            check_structured_attrs(&write::unescape(value.get(p.bytes)))
+            json.clear();
+            write::unescape_into(value.get(p.bytes), json);
+            check_structured_attrs(json)
                 .map_err(|reason| p.error(value_at, Kind::BadStructuredAttrs(reason)))?;
         }
         env.push((key, value));
@@ -417,11 +432,17 @@ fn parse_with(
         env.sort_by(|a, b| key(&a.0).cmp(&key(&b.0)));
         env.dedup_by(|a, b| key(&a.0) == key(&b.0));
     }
+    if json.capacity() > 1 << 20 {
+        // Do not keep a huge buffer for the rest of the run.
+        *json = Vec::new();
+    }
     // Exact lengths: a closure keeps (or a walk parks) thousands of these.
     Ok(Derivation {
         name: name.to_owned(),
         store_dir: store_dir.clone(),
         version,
+        outputs_list,
+        input_drvs_list,
         outputs: exact(outputs),
         input_drvs: exact(input_drvs),
         input_srcs: exact(input_srcs),

@@ -37,21 +37,26 @@ pub fn unescape(raw: &[u8]) -> Cow<'_, [u8]> {
         return Cow::Borrowed(raw);
     }
     let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.iter();
-    while let Some(&c) = bytes.next() {
-        if c == b'\\' {
-            match bytes.next() {
-                Some(b'n') => out.push(b'\n'),
-                Some(b'r') => out.push(b'\r'),
-                Some(b't') => out.push(b'\t'),
-                Some(&other) => out.push(other),
-                None => {}
-            }
-        } else {
-            out.push(c);
-        }
-    }
+    unescape_into(raw, &mut out);
     Cow::Owned(out)
+}
+
+/// [`unescape`], appended to `out`: the runs between backslashes are
+/// copied whole.
+pub(crate) fn unescape_into(raw: &[u8], out: &mut Vec<u8>) {
+    let mut rest = raw;
+    while let Some(i) = memchr::memchr(b'\\', rest) {
+        out.extend_from_slice(&rest[..i]);
+        match rest.get(i + 1) {
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(&other) => out.push(other),
+            None => {}
+        }
+        rest = rest.get(i + 2..).unwrap_or_default();
+    }
+    out.extend_from_slice(rest);
 }
 
 /// What to print instead of the derivation as written.
@@ -101,11 +106,23 @@ impl<'d> HashedOutputs<'d> {
         }
     }
 
-    fn write(&self, w: &mut dyn Write) -> io::Result<()> {
+    fn push(&self, out: &mut Vec<u8>) {
+        fn names<'n>(out: &mut Vec<u8>, names: impl Iterator<Item = &'n str>) {
+            out.push(b'[');
+            for (i, name) in names.enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'"');
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'"');
+            }
+            out.push(b']');
+        }
         match self {
-            Self::Node(names) => list(w, names.iter(), |w, o| quoted(w, o.as_bytes())),
-            Self::Out => w.write_all(b"[\"out\"]"),
-            Self::Union(names) => list(w, names.iter(), |w, o| quoted(w, o.as_bytes())),
+            Self::Node(list) => names(out, list.iter().map(String::as_str)),
+            Self::Out => out.extend_from_slice(b"[\"out\"]"),
+            Self::Union(list) => names(out, list.iter().copied()),
         }
     }
 }
@@ -166,6 +183,83 @@ fn write_node(w: &mut dyn Write, node: &InputNode) -> io::Result<()> {
     w.write_all(b")")
 }
 
+/// The path `form` sets for output (or environment variable) `name`.
+fn override_for<'f>(form: &Form<'f>, name: &[u8]) -> Option<&'f StorePath> {
+    form.outputs?
+        .iter()
+        .find(|(n, _)| n.as_bytes() == name)
+        .and_then(|(_, p)| p.as_ref())
+}
+
+/// The output list in `form`.
+fn write_outputs(drv: &Derivation, w: &mut dyn Write, form: &Form<'_>) -> io::Result<()> {
+    let bytes = &drv.bytes;
+    list(w, &drv.outputs, |w, o| {
+        let name = o.name.get(bytes);
+        w.write_all(b"(")?;
+        quoted(w, name)?;
+        if form.mask_outputs {
+            return w.write_all(b",\"\",\"\",\"\")");
+        }
+        w.write_all(b",")?;
+        match override_for(form, name) {
+            Some(path) => {
+                quoted_path(w, drv.store_dir(), path)?;
+                w.write_all(b",\"\",\"\"")?;
+            }
+            None => {
+                quoted(w, o.path.get(bytes))?;
+                w.write_all(b",")?;
+                quoted(w, o.algo.get(bytes))?;
+                w.write_all(b",")?;
+                quoted(w, o.hash.get(bytes))?;
+            }
+        }
+        w.write_all(b")")
+    })
+}
+
+/// The input derivations replaced by their hashes (the hash-modulo forms),
+/// appended to `out`.
+fn push_hashed_inputs(out: &mut Vec<u8>, inputs: &[HashedInput<'_>]) {
+    out.push(b'[');
+    for (i, input) in inputs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let mut hex = [0u8; 64];
+        super::store_path::hex_into(&input.hash, &mut hex);
+        out.extend_from_slice(b"(\"");
+        out.extend_from_slice(&hex);
+        out.extend_from_slice(b"\",");
+        input.outputs.push(out);
+        out.push(b')');
+    }
+    out.push(b']');
+}
+
+/// What `form` prints for environment variable `key` instead of its
+/// value, if anything: `""` for an output's variable when masked, a set
+/// output path, or the replacement `__json`.
+enum EnvEdit<'f> {
+    Empty,
+    Path(&'f StorePath),
+    Json(&'f [u8]),
+}
+
+fn env_edit<'f>(drv: &Derivation, form: &Form<'f>, key: &[u8]) -> Option<EnvEdit<'f>> {
+    let bytes = &drv.bytes;
+    if form.mask_outputs && drv.outputs.iter().any(|o| o.name.get(bytes) == key) {
+        Some(EnvEdit::Empty)
+    } else if let Some(path) = override_for(form, key) {
+        Some(EnvEdit::Path(path))
+    } else if let (Some(json), true) = (form.json, key == super::meta::JSON_KEY) {
+        Some(EnvEdit::Json(json))
+    } else {
+        None
+    }
+}
+
 /// Print `drv` in `form` to `w`.
 pub(crate) fn write_aterm(drv: &Derivation, w: &mut impl Write, form: &Form<'_>) -> io::Result<()> {
     let w: &mut dyn Write = w;
@@ -181,46 +275,14 @@ pub(crate) fn write_aterm(drv: &Derivation, w: &mut impl Write, form: &Form<'_>)
         }
         None => w.write_all(b"Derive(")?,
     }
-    let override_for = |name: &[u8]| -> Option<&StorePath> {
-        form.outputs?
-            .iter()
-            .find(|(n, _)| n.as_bytes() == name)
-            .and_then(|(_, p)| p.as_ref())
-    };
-    list(w, &drv.outputs, |w, o| {
-        let name = o.name.get(bytes);
-        w.write_all(b"(")?;
-        quoted(w, name)?;
-        if form.mask_outputs {
-            return w.write_all(b",\"\",\"\",\"\")");
-        }
-        w.write_all(b",")?;
-        match override_for(name) {
-            Some(path) => {
-                quoted_path(w, store_dir, path)?;
-                w.write_all(b",\"\",\"\"")?;
-            }
-            None => {
-                quoted(w, o.path.get(bytes))?;
-                w.write_all(b",")?;
-                quoted(w, o.algo.get(bytes))?;
-                w.write_all(b",")?;
-                quoted(w, o.hash.get(bytes))?;
-            }
-        }
-        w.write_all(b")")
-    })?;
+    write_outputs(drv, w, form)?;
     w.write_all(b",")?;
     match form.inputs {
-        Some(inputs) => list(w, inputs, |w, input| {
-            let mut hex = [0u8; 64];
-            super::store_path::hex_into(&input.hash, &mut hex);
-            w.write_all(b"(")?;
-            quoted(w, &hex)?;
-            w.write_all(b",")?;
-            input.outputs.write(w)?;
-            w.write_all(b")")
-        })?,
+        Some(inputs) => {
+            let mut printed = Vec::new();
+            push_hashed_inputs(&mut printed, inputs);
+            w.write_all(&printed)?;
+        }
         None => list(w, &drv.input_drvs, |w, input| {
             w.write_all(b"(")?;
             quoted_path(w, store_dir, &input.path)?;
@@ -238,22 +300,201 @@ pub(crate) fn write_aterm(drv: &Derivation, w: &mut impl Write, form: &Form<'_>)
     w.write_all(b",")?;
     list(w, &drv.args, |w, arg| quoted(w, arg.get(bytes)))?;
     w.write_all(b",")?;
-    let is_output = |key: &[u8]| drv.outputs.iter().any(|o| o.name.get(bytes) == key);
     list(w, &drv.env, |w, (key, value)| {
         let key = key.get(bytes);
         w.write_all(b"(")?;
         quoted(w, key)?;
         w.write_all(b",")?;
-        if form.mask_outputs && is_output(key) {
-            w.write_all(b"\"\"")?;
-        } else if let Some(path) = override_for(key) {
-            quoted_path(w, store_dir, path)?;
-        } else if let (Some(json), true) = (form.json, key == super::meta::JSON_KEY) {
-            quoted(w, json)?;
-        } else {
-            quoted(w, value.get(bytes))?;
+        match env_edit(drv, form, key) {
+            Some(EnvEdit::Empty) => w.write_all(b"\"\"")?,
+            Some(EnvEdit::Path(path)) => quoted_path(w, store_dir, path)?,
+            Some(EnvEdit::Json(json)) => quoted(w, json)?,
+            None => quoted(w, value.get(bytes))?,
         }
         w.write_all(b")")
     })?;
     w.write_all(b")")
+}
+
+/// [`write_aterm`] for a canonical derivation (one whose bytes are its
+/// printed form, [`Derivation::is_canonical`]), as a few slices given to
+/// `emit`: everything `form` does not change is passed on straight from the
+/// file's bytes, and only the output list, the hashed inputs and the edited
+/// environment values are printed (into `scratch`). Hashing a form this way
+/// feeds SHA-256 the file's bytes in place instead of copying them piece by
+/// piece.
+pub(crate) fn emit_canonical_form(
+    drv: &Derivation,
+    form: &Form<'_>,
+    scratch: &mut Vec<u8>,
+    emit: &mut impl FnMut(&[u8]),
+) {
+    debug_assert!(drv.canonical);
+    let bytes = &drv.bytes[..];
+    let (outputs, inputs) = (drv.outputs_list, drv.input_drvs_list);
+    emit(&bytes[..outputs.start as usize]);
+    if form.mask_outputs || form.outputs.is_some() {
+        scratch.clear();
+        write_outputs(drv, scratch, form).expect("writing to memory cannot fail");
+        emit(scratch);
+    } else {
+        emit(outputs.get(bytes));
+    }
+    emit(&bytes[outputs.end as usize..inputs.start as usize]);
+    match form.inputs {
+        Some(hashed) => {
+            scratch.clear();
+            push_hashed_inputs(scratch, hashed);
+            emit(scratch);
+        }
+        None => emit(inputs.get(bytes)),
+    }
+    let mut at = inputs.end as usize;
+    for (key, value) in &drv.env {
+        let Some(edit) = env_edit(drv, form, key.get(bytes)) else {
+            continue;
+        };
+        emit(&bytes[at..value.start as usize]);
+        match edit {
+            EnvEdit::Empty => {}
+            EnvEdit::Path(path) => {
+                scratch.clear();
+                quoted_path(scratch, drv.store_dir(), path).expect("writing to memory cannot fail");
+                // Without the quotes: the file's own surround the value.
+                emit(&scratch[1..scratch.len() - 1]);
+            }
+            EnvEdit::Json(json) => emit(json),
+        }
+        at = value.end as usize;
+    }
+    emit(&bytes[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::derivation::StoreDir;
+
+    fn drvs_in(dir: &std::path::Path) -> Vec<Derivation> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "drv"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|file| {
+                Derivation::parse(std::fs::read(&file).unwrap(), "x", &StoreDir::default()).ok()
+            })
+            .collect()
+    }
+
+    /// `unescape` undoes `escape`, and reads any raw text as the byte-wise
+    /// reading does (a backslash takes the next byte; one at the end is
+    /// dropped), on random texts over the bytes that matter.
+    #[test]
+    fn unescape_undoes_escape_and_reads_any_text() {
+        fn bytewise(raw: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut bytes = raw.iter();
+            while let Some(&c) = bytes.next() {
+                if c != b'\\' {
+                    out.push(c);
+                    continue;
+                }
+                match bytes.next() {
+                    Some(b'n') => out.push(b'\n'),
+                    Some(b'r') => out.push(b'\r'),
+                    Some(b't') => out.push(b'\t'),
+                    Some(&other) => out.push(other),
+                    None => {}
+                }
+            }
+            out
+        }
+        const BYTES: &[u8] = b"ab\"\\\n\r\tnrt\xff";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = usize::try_from(state % 24).unwrap();
+            let text: Vec<u8> = (0..len)
+                .map(|i| BYTES[usize::try_from((state >> (i % 48)) % 11).unwrap()])
+                .collect();
+            assert_eq!(*unescape(&escape(&text)), *text);
+            assert_eq!(*unescape(&text), *bytewise(&text), "{text:?}");
+        }
+    }
+
+    /// The slices `emit_canonical_form` passes on are the bytes
+    /// `write_aterm` prints, for every form the hashes use (outputs masked
+    /// or set, inputs hashed, `__json` replaced), on the example closures
+    /// and the conformance vectors.
+    #[test]
+    fn canonical_forms_are_the_printed_forms() {
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let vectors = project.join("../shared/nix-vectors");
+        assert!(vectors.is_dir(), "missing {}", vectors.display());
+        let set = StorePath::from_basename(b"00000000000000000000000000000000-set").unwrap();
+        let mut compared = 0;
+        for dir in [
+            project.join("fixtures/kernel/drvs"),
+            project.join("fixtures/kernel/drvs-nometa"),
+            project.join("fixtures/dynamic"),
+            vectors.join("snix/ok"),
+            vectors.clone(),
+            vectors.join("unmerged-pr-16285-derivation-meta"),
+            vectors.join("ca"),
+            vectors.join("ia"),
+            vectors.join("hash-modulo"),
+        ] {
+            for drv in drvs_in(&dir).iter().filter(|d| d.is_canonical()) {
+                let hashed: Vec<HashedInput<'_>> = drv
+                    .input_drvs
+                    .iter()
+                    .zip(1u8..)
+                    .map(|(input, i)| HashedInput {
+                        hash: [i; 32],
+                        outputs: HashedOutputs::Node(&input.node.outputs),
+                    })
+                    .collect();
+                // Every other output set, the rest kept as written.
+                let outputs: Vec<(String, Option<StorePath>)> = drv
+                    .outputs()
+                    .enumerate()
+                    .map(|(i, o)| (o.name.to_owned(), (i % 2 == 0).then(|| set.clone())))
+                    .collect();
+                for mask_outputs in [false, true] {
+                    for inputs in [None, Some(hashed.as_slice())] {
+                        for json in [None, Some(&b"{\\\"a\\\":1}"[..])] {
+                            for set_outputs in [None, Some(outputs.as_slice())] {
+                                let form = Form {
+                                    mask_outputs,
+                                    outputs: set_outputs,
+                                    inputs,
+                                    json,
+                                };
+                                let mut printed = Vec::new();
+                                write_aterm(drv, &mut printed, &form).unwrap();
+                                let mut emitted = Vec::new();
+                                emit_canonical_form(drv, &form, &mut Vec::new(), &mut |piece| {
+                                    emitted.extend_from_slice(piece);
+                                });
+                                assert_eq!(
+                                    String::from_utf8_lossy(&emitted),
+                                    String::from_utf8_lossy(&printed),
+                                    "{form:?}"
+                                );
+                                assert_eq!(emitted, printed);
+                                compared += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared >= 16 * 30, "{compared} forms compared");
+    }
 }
