@@ -205,18 +205,31 @@ pub fn hash_derivation_both<'a>(
     }
 }
 
+/// A derivation's meta-normal form ([`meta_normal_form`]).
+#[derive(Debug)]
+pub struct MetaNormal {
+    /// Its ATerm, `None` when the derivation is its own meta-normal form.
+    pub bytes: Option<Vec<u8>>,
+    /// Its hashes.
+    pub hashes: Hashes,
+    /// What the derivation says about `__meta`.
+    pub meta: MetaInfo,
+}
+
 /// The derivation as a meta-free Nix would have written it, as far as this
 /// derivation alone decides: meta stripped from the `__json` text when opted
 /// in, own outputs set from the modulo-meta hashes of the inputs. Returns
-/// the form and its hashes.
+/// the form's bytes (printed, not parsed again: its references are the
+/// derivation's) and its hashes.
 ///
 /// # Errors
 /// A message when the derivation is invalid or an input is.
 pub fn meta_normal_form(
     drv: &Derivation,
     input: impl Fn(&StorePath) -> Option<InputHash>,
-) -> Result<(Derivation, Hashes), String> {
-    let stripped = meta::stripped_json_raw(drv);
+) -> Result<MetaNormal, String> {
+    let analysis = meta::analyse(drv);
+    let stripped = analysis.stripped_raw;
     let hashes = hash_derivation(
         drv,
         HashOptions {
@@ -240,19 +253,17 @@ pub fn meta_normal_form(
         })
         .cloned()
         .collect();
-    let recorded = recorded_outputs(drv);
     let unchanged = stripped.is_none()
-        && set
-            .iter()
-            .all(|(name, path)| recorded.iter().any(|(n, p)| n == name && p == path));
-    if unchanged {
-        // Already its own meta-normal form: nothing to print again.
-        return Ok((drv.clone(), hashes));
-    }
-    let normal = drv
-        .with_edits(Some(&set), stripped.as_deref())
-        .map_err(|error| format!("the meta-normal form does not parse: {error}"))?;
-    Ok((normal, hashes))
+        && set.iter().all(|(name, path)| {
+            drv.outputs()
+                .any(|o| o.name == name && o.path() == path.as_ref())
+        });
+    let bytes = (!unchanged).then(|| drv.edited_bytes(Some(&set), stripped.as_deref()));
+    Ok(MetaNormal {
+        bytes,
+        hashes,
+        meta: analysis.info,
+    })
 }
 
 /// The output paths as written in the derivation (`None` where empty).

@@ -158,7 +158,7 @@ pub fn render_entry_of(
     out.extend_from_slice(b",\"drvPathMatches\":");
     boolean(out, node.path_matches);
     out.extend_from_slice(b",\"recordedOutputs\":");
-    output_map(out, closure, recorded.iter().map(|(n, p)| (n, p.as_ref())))?;
+    output_map(out, closure, recorded, true)?;
     for (key, scheme) in [
         (&b",\"classic\":"[..], &result.classic),
         (&b",\"moduloMeta\":"[..], &result.modulo_meta),
@@ -171,12 +171,8 @@ pub fn render_entry_of(
         digest(out, ok.and_then(|h| h.input_hash.value()));
         out.extend_from_slice(b",\"outputs\":");
         match ok {
-            Some(hashes) => output_map(
-                out,
-                closure,
-                hashes.outputs.iter().map(|(n, p)| (n, p.as_ref())),
-            )?,
-            None => output_map(out, closure, recorded.iter().map(|(n, _)| (n, None)))?,
+            Some(hashes) => output_map(out, closure, &hashes.outputs, true)?,
+            None => output_map(out, closure, recorded, false)?,
         }
         out.push(b'}');
     }
@@ -272,28 +268,39 @@ fn digest(out: &mut Vec<u8>, digest: Option<&[u8; 32]>) {
 }
 
 /// An output map as a `BTreeMap` serialises: sorted by name, the last of a
-/// repeated name.
-fn output_map<'a>(
+/// repeated name; `with_paths`: the paths, or `null` for each.
+fn output_map(
     out: &mut Vec<u8>,
     closure: &Closure,
-    outputs: impl Iterator<Item = (&'a String, Option<&'a crate::derivation::StorePath>)>,
+    outputs: &[(String, Option<crate::derivation::StorePath>)],
+    with_paths: bool,
 ) -> std::io::Result<()> {
-    let mut sorted: Vec<(&String, Option<&crate::derivation::StorePath>)> = outputs.collect();
-    // Stable: of equal names the last stays last, and is the one kept.
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    // Output lists are sorted and unique as the core makes them; any other
+    // is put in that order first.
+    let sorted: Vec<&(String, Option<crate::derivation::StorePath>)>;
+    let entries: &mut dyn Iterator<Item = &(String, Option<crate::derivation::StorePath>)> =
+        if outputs.windows(2).all(|w| w[0].0 < w[1].0) {
+            &mut outputs.iter()
+        } else {
+            let mut all: Vec<_> = outputs.iter().collect();
+            // Stable: of equal names the last stays last, and is the one kept.
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            sorted = all
+                .iter()
+                .enumerate()
+                .filter(|(i, entry)| all.get(i + 1).is_none_or(|next| next.0 != entry.0))
+                .map(|(_, entry)| *entry)
+                .collect();
+            &mut sorted.iter().copied()
+        };
     out.push(b'{');
-    let mut first = true;
-    for (i, (name, path)) in sorted.iter().enumerate() {
-        if sorted.get(i + 1).is_some_and(|next| next.0 == *name) {
-            continue;
-        }
-        if !first {
+    for (i, (name, path)) in entries.enumerate() {
+        if i > 0 {
             out.push(b',');
         }
-        first = false;
         string(out, name)?;
         out.push(b':');
-        match path {
+        match path.as_ref().filter(|_| with_paths) {
             Some(path) => path_string(out, closure, path)?,
             None => out.extend_from_slice(b"null"),
         }

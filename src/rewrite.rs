@@ -31,7 +31,6 @@ use rayon::prelude::*;
 
 use crate::closure::walk::{Visit, walk};
 use crate::closure::{Closure, LoadOptions, drv_name};
-use crate::derivation::meta;
 use crate::derivation::store_path::DigestHasher;
 use crate::derivation::{Derivation, InputHash, StoreDir, StorePath, downstream_placeholder};
 use crate::error::{Error, Result};
@@ -356,13 +355,20 @@ impl One<'_> {
         };
         // Substitution never touches the derivation's own output paths.
         let recorded = recorded_outputs(drv);
-        let (normal, hashes) = meta_normal_form(drv, resolve).map_err(fail)?;
-        let opted_in = meta::inspect(drv).opt_in;
-
-        let result: Derivation = match self.mode {
-            Mode::Strip => normal,
-            Mode::Rewrite if !opted_in => normal,
-            Mode::Rewrite => {
+        let normal = meta_normal_form(drv, resolve).map_err(fail)?;
+        let hashes = normal.hashes;
+        let opted_in = normal.meta.opt_in;
+        // The result's bytes; its references are `drv`'s (the edits touch
+        // outputs, `__json` and hash parts of its own outputs only).
+        let own_bytes = || {
+            if drv.is_canonical() {
+                drv.bytes().to_vec()
+            } else {
+                drv.to_aterm_bytes()
+            }
+        };
+        let bytes: Vec<u8> = match self.mode {
+            Mode::Rewrite if opted_in => {
                 // Keep meta; give the outputs (and every occurrence of their
                 // old hash parts) the modulo-meta paths.
                 let mut own = Substitutions::default();
@@ -371,23 +377,28 @@ impl One<'_> {
                         own.hash(old.hash_part(), new.hash_part());
                     }
                 }
-                match own.apply(&drv.to_aterm_bytes()) {
-                    Some(bytes) => self.parse(bytes, drv.name())?,
-                    None => drv.clone(),
+                let printed = own_bytes();
+                match own.apply(&printed) {
+                    Some(bytes) => {
+                        // Parsed: still a derivation, printed canonically.
+                        let replaced = self.parse(bytes, drv.name())?;
+                        if replaced.is_canonical() {
+                            replaced.into_bytes()
+                        } else {
+                            replaced.to_aterm_bytes()
+                        }
+                    }
+                    None => printed,
                 }
             }
+            Mode::Strip | Mode::Rewrite => normal.bytes.unwrap_or_else(own_bytes),
         };
-        // Every derivation made here is printed canonically, so its bytes
-        // are its ATerm: hash them for the path and hand them over, uncopied.
-        let path = result.drv_path().map_err(|error| fail(error.to_string()))?;
-        let references = result.references().cloned().collect();
-        let bytes = if !self.keep_bytes {
-            Vec::new()
-        } else if result.is_canonical() {
-            result.into_bytes()
-        } else {
-            result.to_aterm_bytes()
-        };
+        let path = self
+            .store_dir
+            .make_text_path(&format!("{}.drv", drv.name()), &bytes, drv.references())
+            .map_err(|error| fail(error.to_string()))?;
+        let references = drv.references().cloned().collect();
+        let bytes = if self.keep_bytes { bytes } else { Vec::new() };
         let mut done = Rewritten {
             changed: path != *self.path,
             path,

@@ -38,11 +38,6 @@ struct Entry {
     outputs: BTreeMap<String, Option<String>>,
 }
 
-#[derive(Serialize)]
-struct Document {
-    derivations: BTreeMap<String, Entry>,
-}
-
 pub fn run(args: &RewriteArgs, mode: Mode) -> Result<u8> {
     if args.out.is_none() && !args.import && !args.json {
         return Err(UsageError(
@@ -76,28 +71,37 @@ pub fn run(args: &RewriteArgs, mode: Mode) -> Result<u8> {
     };
     let mut out = io::BufWriter::new(io::stdout().lock());
     if args.json {
-        let document = Document {
-            derivations: closure
-                .nodes()
-                .iter()
-                .zip(&results)
-                .map(|(node, result)| {
-                    let entry = Entry {
-                        drv_path: closure.render(&result.path),
-                        outputs: result
-                            .outputs
-                            .iter()
-                            .map(|(name, path)| {
-                                (name.clone(), path.as_ref().map(|p| closure.render(p)))
-                            })
-                            .collect(),
-                    };
-                    (closure.render(&node.path), entry)
-                })
-                .collect(),
+        // `{"derivations":{…}}` as serde writes a `BTreeMap` of entries:
+        // each entry rendered on all cores, then written in key order.
+        let positions: Vec<usize> = (0..closure.nodes().len()).collect();
+        let keyed = closure.keyed(&positions, |path| closure.render(path));
+        out.write_all(b"{\"derivations\":{")?;
+        let render = |(key, position): &(String, usize)| -> serde_json::Result<Vec<u8>> {
+            let result = &results[*position];
+            let entry = Entry {
+                drv_path: closure.render(&result.path),
+                outputs: result
+                    .outputs
+                    .iter()
+                    .map(|(name, path)| (name.clone(), path.as_ref().map(|p| closure.render(p))))
+                    .collect(),
+            };
+            let mut text = Vec::with_capacity(256);
+            serde_json::to_writer(&mut text, key)?;
+            text.push(b':');
+            serde_json::to_writer(&mut text, &entry)?;
+            Ok(text)
         };
-        serde_json::to_writer(&mut out, &document)?;
-        out.write_all(b"\n")?;
+        let mut first = true;
+        drvmeta::batch::for_each_ordered(&keyed, render, |_, text| -> Result<()> {
+            if !first {
+                out.write_all(b",")?;
+            }
+            first = false;
+            out.write_all(&text?)?;
+            Ok(())
+        })?;
+        out.write_all(b"}}\n")?;
     } else if args.import {
         for root in roots(&closure, &results) {
             writeln!(out, "{root}")?;
@@ -106,6 +110,8 @@ pub fn run(args: &RewriteArgs, mode: Mode) -> Result<u8> {
         summary(&mut out, &closure, &results, mode, &imported)?;
     }
     out.flush()?;
+    // The process ends now: its memory goes back whole (see `hash`).
+    std::mem::forget((closure, results));
     Ok(EXIT_OK)
 }
 

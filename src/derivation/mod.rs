@@ -336,14 +336,40 @@ impl Derivation {
         outputs: Option<&[(String, Option<StorePath>)]>,
         json: Option<&[u8]>,
     ) -> Result<Self, ParseError> {
+        Self::parse(
+            self.edited_bytes(outputs, json),
+            &self.name,
+            &self.store_dir,
+        )
+    }
+
+    /// The ATerm of [`Self::with_edits`], not parsed again: its references
+    /// are this derivation's. Printed canonically (keys sorted and unique).
+    #[must_use]
+    pub fn edited_bytes(
+        &self,
+        outputs: Option<&[(String, Option<StorePath>)]>,
+        json: Option<&[u8]>,
+    ) -> Vec<u8> {
         let form = write::Form {
             outputs,
             json,
             ..write::Form::default()
         };
-        let mut out = Vec::with_capacity(self.bytes.len());
-        write::write_aterm(self, &mut out, &form).expect("writing to memory cannot fail");
-        Self::parse(out, &self.name, &self.store_dir)
+        let mut out = Vec::with_capacity(self.bytes.len() + 64);
+        if self.canonical {
+            let mut scratch = Vec::new();
+            write::emit_canonical_form(self, &form, &mut scratch, &mut |piece| {
+                out.extend_from_slice(piece);
+            });
+        } else {
+            write::write_aterm(self, &mut out, &form).expect("writing to memory cannot fail");
+        }
+        debug_assert!(
+            Self::parse(out.clone(), &self.name, &self.store_dir).is_ok_and(|d| d.canonical),
+            "edited bytes are a canonical derivation"
+        );
+        out
     }
 }
 
