@@ -24,7 +24,7 @@ use crate::closure::walk::{Visit, walk};
 use crate::closure::{Closure, LoadOptions, load_one};
 use crate::derivation::hash::{HashOptions, hash_derivation};
 use crate::derivation::meta::{self, MetaInfo};
-use crate::derivation::{Derivation, StorePath};
+use crate::derivation::{Derivation, StoreDir, StorePath};
 pub use crate::derivation::{Hashes, InputHash, OutputPaths};
 
 /// Classic and modulo-meta hashes of one derivation, or why they could not
@@ -45,7 +45,26 @@ pub struct NodeHashes {
     pub modulo_meta: Result<Hashes, String>,
 }
 
+/// What a dependent needs of an input derivation's hashes: its input-form
+/// hash under each scheme, `None` where that scheme failed for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputHashes {
+    /// The classic input-form hash.
+    pub classic: Option<InputHash>,
+    /// The modulo-meta input-form hash.
+    pub modulo_meta: Option<InputHash>,
+}
+
 impl NodeHashes {
+    /// What dependents need of these hashes.
+    #[must_use]
+    pub fn input_hashes(&self) -> InputHashes {
+        InputHashes {
+            classic: self.classic.as_ref().ok().map(|h| h.input_hash),
+            modulo_meta: self.modulo_meta.as_ref().ok().map(|h| h.input_hash),
+        }
+    }
+
     /// The output paths as written in the file.
     #[must_use]
     pub fn recorded(&self) -> &OutputPaths {
@@ -133,8 +152,41 @@ pub fn load_and_hash(
         '_,
         NodeHashes,
     >| {
-        hash_derivation_both(Ok(visit.drv), |path| visit.input(path))
+        hash_derivation_both(Ok(visit.drv), |path| {
+            visit.input(path).map(NodeHashes::input_hashes)
+        })
     })
+}
+
+/// [`load_and_hash`], handing each derivation's hashes to `finish` as soon
+/// as they are computed — with the store directory, the derivation's path
+/// and whether its bytes hash to it — and keeping only what `finish`
+/// returns (and what dependents need), in [`Closure::nodes`] order. A
+/// report rendered there is written while the hashes are still in the
+/// cache, and the hashes are not kept.
+///
+/// # Errors
+/// As [`Closure::load`].
+pub fn load_hash_and<R: Send + Sync>(
+    options: &LoadOptions,
+    roots: &[String],
+    progress: &mut (dyn FnMut(usize) + Send),
+    finish: &(dyn Fn(&StoreDir, &StorePath, bool, &NodeHashes) -> R + Sync),
+) -> crate::Result<(Closure, Vec<R>)> {
+    let (closure, results) = walk(options, roots, false, progress, &|visit: &Visit<
+        '_,
+        (InputHashes, R),
+    >| {
+        let hashes = hash_derivation_both(Ok(visit.drv), |path| {
+            visit.input(path).map(|(input, _)| *input)
+        });
+        let value = finish(&options.store_dir, visit.path, visit.path_matches, &hashes);
+        (hashes.input_hashes(), value)
+    })?;
+    Ok((
+        closure,
+        results.into_iter().map(|(_, value)| value).collect(),
+    ))
 }
 
 /// Hash one derivation of `closure` whose inputs are all in `done`.
@@ -142,18 +194,18 @@ fn hash_node(closure: &Closure, index: usize, done: &[Option<NodeHashes>]) -> No
     let node = &closure.nodes()[index];
     let input = |path: &StorePath| {
         let position = closure.input_position(index, path)?;
-        done[position].as_ref()
+        done[position].as_ref().map(NodeHashes::input_hashes)
     };
     let drv = node.derivation().map_err(|error| error.to_string());
     hash_derivation_both(drv.as_deref().map_err(Clone::clone), input)
 }
 
 /// Hash one parsed derivation (or record why it could not be read), given
-/// the results of its input derivations: `input` answers for every input
-/// derivation path.
-pub fn hash_derivation_both<'a>(
+/// the input hashes of its input derivations: `input` answers for every
+/// input derivation path.
+pub fn hash_derivation_both(
     drv: Result<&Derivation, String>,
-    input: impl Fn(&StorePath) -> Option<&'a NodeHashes>,
+    input: impl Fn(&StorePath) -> Option<InputHashes>,
 ) -> NodeHashes {
     let drv = match drv {
         Ok(drv) => drv,
@@ -168,18 +220,16 @@ pub fn hash_derivation_both<'a>(
         }
     };
     let input = &input;
-    let scheme = |pick: fn(&NodeHashes) -> &Result<Hashes, String>| {
-        move |path: &StorePath| -> Option<InputHash> {
-            input(path).and_then(|node| pick(node).as_ref().ok().map(|h| h.input_hash))
-        }
+    let scheme = |pick: fn(InputHashes) -> Option<InputHash>| {
+        move |path: &StorePath| -> Option<InputHash> { input(path).and_then(pick) }
     };
-    let classic = hash_derivation(drv, HashOptions::default(), scheme(|r| &r.classic))
+    let classic = hash_derivation(drv, HashOptions::default(), scheme(|h| h.classic))
         .map_err(|error| error.to_string());
     let analysis = meta::analyse(drv);
     let info = analysis.info;
     let inputs_unchanged = drv.input_derivations().iter().all(|i| {
-        input(&i.path).is_some_and(|node| match (&node.classic, &node.modulo_meta) {
-            (Ok(classic), Ok(modulo)) => classic.input_hash == modulo.input_hash,
+        input(&i.path).is_some_and(|hashes| match (hashes.classic, hashes.modulo_meta) {
+            (Some(classic), Some(modulo)) => classic == modulo,
             _ => false,
         })
     });
@@ -192,7 +242,7 @@ pub fn hash_derivation_both<'a>(
                 json: analysis.stripped_raw.as_deref(),
                 set_outputs: true,
             },
-            scheme(|r| &r.modulo_meta),
+            scheme(|h| h.modulo_meta),
         )
         .map_err(|error| error.to_string())
     };
@@ -439,7 +489,10 @@ fn warm_roots(
             cached.push((input.path.clone(), from_cache(hashes)));
         }
         let hashes = hash_derivation_both(Ok(&drv), |p| {
-            cached.iter().find(|(c, _)| c == p).map(|(_, h)| h)
+            cached
+                .iter()
+                .find(|(c, _)| c == p)
+                .map(|(_, h)| h.input_hashes())
         });
         rooted.push(Rooted {
             path: loaded.path,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::closure::{Closure, drv_name};
+use crate::derivation::{StoreDir, StorePath};
 use crate::hashing::{Hashes, NodeHashes, RecordedMatches};
 use crate::provenance::nar::hex;
 
@@ -72,7 +73,7 @@ impl DrvReport {
 }
 
 fn render_hashes(
-    closure: &Closure,
+    store_dir: &StoreDir,
     hashes: &Result<Hashes, String>,
     names: &[&String],
 ) -> HashesReport {
@@ -83,7 +84,7 @@ fn render_hashes(
             outputs: hashes
                 .outputs
                 .iter()
-                .map(|(name, path)| (name.clone(), path.as_ref().map(|p| closure.render(p))))
+                .map(|(name, path)| (name.clone(), path.as_ref().map(|p| store_dir.display(p))))
                 .collect(),
         },
         Err(_) => HashesReport {
@@ -94,11 +95,40 @@ fn render_hashes(
     }
 }
 
+/// The derivation a report is about: what the closure knows of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The store directory its paths are rendered in.
+    pub store_dir: &'a StoreDir,
+    /// Its store path.
+    pub path: &'a StorePath,
+    /// Whether its file's bytes hash to its store path.
+    pub path_matches: bool,
+}
+
+impl<'a> Subject<'a> {
+    /// The derivation at `position` of `closure`.
+    #[must_use]
+    pub fn of(closure: &'a Closure, position: usize) -> Self {
+        let node = &closure.nodes()[position];
+        Self {
+            store_dir: closure.store_dir(),
+            path: &node.path,
+            path_matches: node.path_matches,
+        }
+    }
+}
+
 /// The report on the derivation at `position` of `closure`.
 #[must_use]
 pub fn drv_report(closure: &Closure, hashes: &[NodeHashes], position: usize) -> DrvReport {
-    let node = &closure.nodes()[position];
-    let result = &hashes[position];
+    report_of(Subject::of(closure, position), &hashes[position])
+}
+
+/// The report on `subject`, whose hashes are `result`.
+#[must_use]
+pub fn report_of(subject: Subject<'_>, result: &NodeHashes) -> DrvReport {
+    let store_dir = subject.store_dir;
     let recorded = result.recorded();
     let names: Vec<&String> = recorded.iter().map(|(name, _)| name).collect();
     let recorded_matches = RecordedMatches::compare(
@@ -107,18 +137,18 @@ pub fn drv_report(closure: &Closure, hashes: &[NodeHashes], position: usize) -> 
         result.modulo_meta.as_ref().ok(),
     );
     DrvReport {
-        name: drv_name(&node.path).to_owned(),
+        name: drv_name(subject.path).to_owned(),
         meta_opt_in: result.meta.opt_in,
         meta: result.meta_object.clone().map(Value::Object),
         warnings: result.meta.lints.iter().map(ToString::to_string).collect(),
         errors: result.errors(),
-        drv_path_matches: node.path_matches,
+        drv_path_matches: subject.path_matches,
         recorded_outputs: recorded
             .iter()
-            .map(|(name, path)| (name.clone(), path.as_ref().map(|p| closure.render(p))))
+            .map(|(name, path)| (name.clone(), path.as_ref().map(|p| store_dir.display(p))))
             .collect(),
-        classic: render_hashes(closure, &result.classic, &names),
-        modulo_meta: render_hashes(closure, &result.modulo_meta, &names),
+        classic: render_hashes(store_dir, &result.classic, &names),
+        modulo_meta: render_hashes(store_dir, &result.modulo_meta, &names),
         recorded_matches,
     }
 }
@@ -136,14 +166,40 @@ pub fn render_entry_of(
     position: usize,
     path: &str,
 ) -> std::io::Result<Vec<u8>> {
-    let node = &closure.nodes()[position];
-    let result = &hashes[position];
-    let recorded = result.recorded();
     let mut bytes = Vec::with_capacity(1024);
-    let out = &mut bytes;
-    string(out, path)?;
+    string(&mut bytes, path)?;
+    render_entry_value(
+        &mut bytes,
+        Subject::of(closure, position),
+        &hashes[position],
+    )?;
+    Ok(bytes)
+}
+
+/// [`render_entry_of`] for `subject`, whose hashes are `result`, appended
+/// to `out`; the key is the subject's path rendered in its store directory.
+///
+/// # Errors
+/// When a value cannot be serialised (it always can).
+pub fn render_entry(
+    out: &mut Vec<u8>,
+    subject: Subject<'_>,
+    result: &NodeHashes,
+) -> std::io::Result<()> {
+    path_string(out, subject.store_dir, subject.path)?;
+    render_entry_value(out, subject, result)
+}
+
+/// `:{…}`: the entry after its key.
+fn render_entry_value(
+    out: &mut Vec<u8>,
+    subject: Subject<'_>,
+    result: &NodeHashes,
+) -> std::io::Result<()> {
+    let store_dir = subject.store_dir;
+    let recorded = result.recorded();
     out.extend_from_slice(b":{\"name\":");
-    string(out, drv_name(&node.path))?;
+    string(out, drv_name(subject.path))?;
     out.extend_from_slice(b",\"metaOptIn\":");
     boolean(out, result.meta.opt_in);
     out.extend_from_slice(b",\"meta\":");
@@ -156,9 +212,9 @@ pub fn render_entry_of(
     out.extend_from_slice(b",\"errors\":");
     strings(out, result.errors())?;
     out.extend_from_slice(b",\"drvPathMatches\":");
-    boolean(out, node.path_matches);
+    boolean(out, subject.path_matches);
     out.extend_from_slice(b",\"recordedOutputs\":");
-    output_map(out, closure, recorded, true)?;
+    output_map(out, store_dir, recorded, true)?;
     for (key, scheme) in [
         (&b",\"classic\":"[..], &result.classic),
         (&b",\"moduloMeta\":"[..], &result.modulo_meta),
@@ -171,8 +227,8 @@ pub fn render_entry_of(
         digest(out, ok.and_then(|h| h.input_hash.value()));
         out.extend_from_slice(b",\"outputs\":");
         match ok {
-            Some(hashes) => output_map(out, closure, &hashes.outputs, true)?,
-            None => output_map(out, closure, recorded, false)?,
+            Some(hashes) => output_map(out, store_dir, &hashes.outputs, true)?,
+            None => output_map(out, store_dir, recorded, false)?,
         }
         out.push(b'}');
     }
@@ -184,15 +240,20 @@ pub fn render_entry_of(
     );
     serde_json::to_writer(&mut *out, &matches)?;
     out.push(b'}');
-    Ok(bytes)
+    Ok(())
 }
 
 /// [`DrvReport::is_problem`] of the derivation at `position`, without
 /// building its report.
 #[must_use]
 pub fn is_problem(closure: &Closure, hashes: &[NodeHashes], position: usize) -> bool {
-    let result = &hashes[position];
-    !closure.nodes()[position].path_matches
+    is_problem_of(Subject::of(closure, position), &hashes[position])
+}
+
+/// [`DrvReport::is_problem`] of `subject`, whose hashes are `result`.
+#[must_use]
+pub fn is_problem_of(subject: Subject<'_>, result: &NodeHashes) -> bool {
+    !subject.path_matches
         || !result.errors().is_empty()
         || RecordedMatches::compare(
             result.recorded(),
@@ -218,17 +279,13 @@ fn needs_no_escape(text: &str) -> bool {
 }
 
 /// A store path as a JSON string, written without building it.
-fn path_string(
-    out: &mut Vec<u8>,
-    closure: &Closure,
-    path: &crate::derivation::StorePath,
-) -> std::io::Result<()> {
-    let store_dir = closure.store_dir().as_str();
-    if !needs_no_escape(store_dir) {
-        return string(out, &closure.render(path));
+fn path_string(out: &mut Vec<u8>, store_dir: &StoreDir, path: &StorePath) -> std::io::Result<()> {
+    let dir = store_dir.as_str();
+    if !needs_no_escape(dir) {
+        return string(out, &store_dir.display(path));
     }
     out.push(b'"');
-    out.extend_from_slice(store_dir.as_bytes());
+    out.extend_from_slice(dir.as_bytes());
     out.push(b'/');
     out.extend_from_slice(path.hash_part().as_bytes());
     out.push(b'-');
@@ -271,14 +328,14 @@ fn digest(out: &mut Vec<u8>, digest: Option<&[u8; 32]>) {
 /// repeated name; `with_paths`: the paths, or `null` for each.
 fn output_map(
     out: &mut Vec<u8>,
-    closure: &Closure,
-    outputs: &[(String, Option<crate::derivation::StorePath>)],
+    store_dir: &StoreDir,
+    outputs: &[(String, Option<StorePath>)],
     with_paths: bool,
 ) -> std::io::Result<()> {
     // Output lists are sorted and unique as the core makes them; any other
     // is put in that order first.
-    let sorted: Vec<&(String, Option<crate::derivation::StorePath>)>;
-    let entries: &mut dyn Iterator<Item = &(String, Option<crate::derivation::StorePath>)> =
+    let sorted: Vec<&(String, Option<StorePath>)>;
+    let entries: &mut dyn Iterator<Item = &(String, Option<StorePath>)> =
         if outputs.windows(2).all(|w| w[0].0 < w[1].0) {
             &mut outputs.iter()
         } else {
@@ -301,7 +358,7 @@ fn output_map(
         string(out, name)?;
         out.push(b':');
         match path.as_ref().filter(|_| with_paths) {
-            Some(path) => path_string(out, closure, path)?,
+            Some(path) => path_string(out, store_dir, path)?,
             None => out.extend_from_slice(b"null"),
         }
     }

@@ -419,6 +419,61 @@ fn a_renamed_drv_is_inconsistent() {
     }
 }
 
+/// `hash --json -r` renders each entry while walking; `hash --json` with
+/// every derivation of the closure named renders them after loading. Both
+/// give the same bytes, problem lines and exit status, on the example
+/// closure (meta and no meta) with an inconsistent derivation among them.
+#[test]
+fn hash_json_recursive_is_hash_json_of_every_derivation() {
+    let dir = tempfile::tempdir().unwrap();
+    let builder = std::fs::read_dir(support::project_dir().join("fixtures/kernel/drvs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-kernel-builder-0.17.0.drv"))
+        .unwrap();
+    let renamed = write_drv(
+        dir.path(),
+        "kernel-builder-0.17.0",
+        &std::fs::read(builder).unwrap(),
+    );
+    let renamed = format!(
+        "/nix/store/{}",
+        renamed.file_name().unwrap().to_str().unwrap()
+    );
+    let dir_arg = dir.path().to_str().unwrap();
+    let mut compared = 0;
+    for (drvs, root) in [
+        ("fixtures/kernel/drvs", "root"),
+        ("fixtures/kernel/drvs-nometa", "root-nometa"),
+    ] {
+        let root = fixture_root(root);
+        let load = ["--drv-dir", drvs, "--drv-dir", dir_arg];
+        let mut args = vec!["hash", "--json", "-r"];
+        args.extend(load);
+        args.extend([root.as_str(), renamed.as_str()]);
+        let recursive = drvmeta(&args);
+        let value: serde_json::Value = serde_json::from_slice(&recursive.stdout).unwrap();
+        let all: Vec<String> = value["derivations"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert!(all.len() > 5 && all.contains(&renamed), "{all:?}");
+        let mut args = vec!["hash", "--json"];
+        args.extend(load);
+        args.extend(all.iter().map(String::as_str));
+        let named = drvmeta(&args);
+        assert_eq!(recursive.status.code(), Some(1));
+        assert_eq!(named.status.code(), Some(1));
+        assert_eq!(stdout(&recursive), stdout(&named));
+        assert_eq!(stderr(&recursive), stderr(&named));
+        assert!(stderr(&recursive).contains("kernel-builder-0.17.0.drv: inconsistent"));
+        compared += all.len();
+    }
+    assert!(compared > 10);
+}
+
 #[test]
 fn help_mentions_every_command_and_the_exit_statuses() {
     let output = drvmeta(&["--help"]);

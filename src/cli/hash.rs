@@ -5,7 +5,8 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 use clap::Args;
-use drvmeta::report::{DrvReport, JsonWriter};
+use drvmeta::report::{DrvReport, JsonWriter, Subject};
+use rayon::slice::ParallelSliceMut;
 
 use super::{EXIT_OK, EXIT_PROBLEM, LoadArgs};
 
@@ -26,6 +27,9 @@ pub struct HashArgs {
 }
 
 pub fn run(args: &HashArgs) -> Result<u8> {
+    if args.json && args.recursive {
+        return run_json_recursive(args);
+    }
     let (closure, hashes) = args.load.load_and_hash()?;
     let positions: Vec<usize> = if args.recursive {
         (0..closure.nodes().len()).collect()
@@ -100,6 +104,63 @@ pub fn run(args: &HashArgs) -> Result<u8> {
     // its hashes are not freed piece by piece (20,000 derivations: 2% of
     // `hash -r`'s time, all of it after the output is written).
     std::mem::forget((closure, hashes, keyed));
+    for line in &problem_lines {
+        super::ui::problem(line);
+    }
+    Ok(if problem_lines.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEM
+    })
+}
+
+/// `hash --json -r`: every derivation of the closures, each entry rendered
+/// as soon as its hashes are computed (on the walk's threads, while they
+/// are in the cache), then written in path order. The same bytes as
+/// rendering after the walk.
+fn run_json_recursive(args: &HashArgs) -> Result<u8> {
+    let (closure, entries) =
+        args.load
+            .load_hash_and(&|store_dir, path, path_matches, hashes| {
+                let subject = Subject {
+                    store_dir,
+                    path,
+                    path_matches,
+                };
+                let mut text = Vec::with_capacity(1024);
+                let rendered = drvmeta::report::render_entry(&mut text, subject, hashes);
+                let problems = if drvmeta::report::is_problem_of(subject, hashes) {
+                    let rendered_path = store_dir.display(path);
+                    problems(&drvmeta::report::report_of(subject, hashes))
+                        .into_iter()
+                        .map(|reason| format!("{rendered_path}: {reason}"))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (rendered.map(|()| text), problems)
+            })?;
+    // Path order: the store directory is the same for all, so the order of
+    // the rendered paths is the store paths' (base name) order.
+    let nodes = closure.nodes();
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    order.par_sort_unstable_by(|&a, &b| nodes[a].path.cmp(&nodes[b].path));
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut json = JsonWriter::default();
+    let mut problem_lines = Vec::new();
+    for position in order {
+        let (text, problems) = &entries[position];
+        match text {
+            Ok(text) => json.write_rendered(&mut out, text)?,
+            Err(error) => return Err(io::Error::new(error.kind(), error.to_string()).into()),
+        }
+        problem_lines.extend(problems.iter().cloned());
+    }
+    json.finish(&mut out)?;
+    out.flush()?;
+    drop(out);
+    // The process ends now (see `run`).
+    std::mem::forget((closure, entries));
     for line in &problem_lines {
         super::ui::problem(line);
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use drvmeta::closure::{Closure, LoadOptions};
-use drvmeta::derivation::StoreDir;
+use drvmeta::derivation::{StoreDir, StorePath};
 use drvmeta::hashing::NodeHashes;
 
 mod build_info;
@@ -163,6 +163,18 @@ impl LoadArgs {
         let drvs = self.resolved()?;
         self.with_progress(|options, progress| {
             drvmeta::hashing::load_and_hash(options, &drvs, progress)
+        })
+    }
+
+    /// [`Self::load_and_hash`], keeping what `finish` makes of each
+    /// derivation's hashes instead ([`drvmeta::hashing::load_hash_and`]).
+    pub fn load_hash_and<R: Send + Sync>(
+        &self,
+        finish: &(dyn Fn(&StoreDir, &StorePath, bool, &NodeHashes) -> R + Sync),
+    ) -> Result<(Closure, Vec<R>)> {
+        let drvs = self.resolved()?;
+        self.with_progress(|options, progress| {
+            drvmeta::hashing::load_hash_and(options, &drvs, progress, finish)
         })
     }
 
