@@ -23,14 +23,7 @@ fn main() -> ExitCode {
 /// -> ~107 MB at 0 ms, same time). The walks timed against Nix use 10 ms:
 /// at 0, re-faulting purged pages cost them 12-25% of their time
 /// (docs/performance.md).
-///
-/// Transparent huge pages are turned off for the process too: mimalloc
-/// asks for them (`madvise`), and a huge page half used counts whole in
-/// the RSS (`hash -r` of the bench: 60-62 -> 53 MiB peak, the same CPU
-/// time).
 fn return_freed_memory_after(milliseconds: i64) {
-    // Only memory use depends on it; where the kernel refuses, it stays on.
-    let _ = rustix::thread::disable_transparent_huge_pages(true);
     // SAFETY: sets a global option while only the main thread exists; the
     // call takes plain integers.
     unsafe {
