@@ -103,6 +103,9 @@ pub struct Derivation {
     builder: Span,
     args: Vec<Span>,
     env: Vec<(Span, Span)>,
+    /// No environment key has an escape: keys compare as written, and
+    /// `env` (sorted by unescaped key) is sorted by the raw keys.
+    plain_env_keys: bool,
     canonical: bool,
 }
 
@@ -272,6 +275,14 @@ impl Derivation {
 
     /// The raw (escaped) value of environment variable `key`.
     pub(crate) fn env_raw(&self, key: &[u8]) -> Option<&[u8]> {
+        if self.plain_env_keys {
+            // Sorted and unique by the raw keys.
+            return self
+                .env
+                .binary_search_by(|(k, _)| k.get(&self.bytes).cmp(key))
+                .ok()
+                .map(|i| self.env[i].1.get(&self.bytes));
+        }
         // Keys Nix writes are plain; an escaped key is compared unescaped.
         self.env
             .iter()

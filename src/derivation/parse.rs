@@ -450,6 +450,7 @@ fn parse_with(
         builder,
         args: exact(args),
         env: exact(env),
+        plain_env_keys: plain,
         canonical,
         bytes,
     })

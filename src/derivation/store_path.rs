@@ -362,7 +362,9 @@ impl StorePath {
         }
         let mut hash = [0u8; HASH_PART_LEN];
         hash.copy_from_slice(&base[..HASH_PART_LEN]);
-        if nixbase32::decode::<20>(&hash).is_none() {
+        // 32 digits are exactly 160 bits: any 32 digits of the alphabet
+        // decode to 20 bytes (`decode` agrees, tested below).
+        if !hash.iter().all(|&c| nixbase32::is_digit(c)) {
             return Err(StorePathError::BadHashPart(text()));
         }
         let name = &base[HASH_PART_LEN + 1..];
@@ -434,6 +436,38 @@ impl StorePath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hash part is accepted exactly when Nix's base-32 decodes it to 20
+    /// bytes: every text of 32 characters over the alphabet and a few
+    /// others, at random.
+    #[test]
+    fn hash_parts_are_accepted_as_they_decode() {
+        const CHARS: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyzeotuA-_.";
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..100_000 {
+            let mut hash = [0u8; HASH_PART_LEN];
+            for c in &mut hash {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Mostly valid digits, so that both answers occur.
+                let pick = usize::try_from(state % 1000).unwrap();
+                *c = CHARS[if pick < 995 {
+                    pick % 32
+                } else {
+                    pick % CHARS.len()
+                }];
+            }
+            let mut base = hash.to_vec();
+            base.extend_from_slice(b"-name");
+            assert_eq!(
+                StorePath::from_basename(&base).is_ok(),
+                nixbase32::decode::<20>(&hash).is_some(),
+                "{}",
+                String::from_utf8_lossy(&hash)
+            );
+        }
+    }
 
     #[test]
     fn parses_and_prints() {
