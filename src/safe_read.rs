@@ -48,8 +48,10 @@ fn open_checked(path: &Path, follow: bool) -> io::Result<(File, std::fs::Metadat
     if !follow {
         flags |= libc::O_NOFOLLOW;
     }
-    let file = open_in_directory(path, follow)
-        .unwrap_or_else(|| OpenOptions::new().read(true).custom_flags(flags).open(path))
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
         .map_err(|error| {
             if error.raw_os_error() == Some(libc::ELOOP) {
                 let what = if follow {
@@ -70,43 +72,6 @@ fn open_checked(path: &Path, follow: bool) -> io::Result<(File, std::fs::Metadat
         ));
     }
     Ok((file, meta))
-}
-
-/// Open `path` relative to its directory, kept open per thread: loading a
-/// closure opens thousands of files in one directory (the store), and the
-/// kernel then looks up one name per file instead of every component of
-/// the path. `None` when `path` has no directory and name, or its
-/// directory cannot be opened (the caller then opens `path` itself, for
-/// the error). A directory replaced while it is kept is still the one read.
-fn open_in_directory(path: &Path, follow: bool) -> Option<io::Result<File>> {
-    use rustix::fs::{Mode, OFlags};
-    use std::cell::RefCell;
-    use std::os::fd::OwnedFd;
-    thread_local! {
-        static DIRECTORY: RefCell<Option<(std::path::PathBuf, OwnedFd)>> = const { RefCell::new(None) };
-    }
-    let (dir, name) = (path.parent()?, path.file_name()?);
-    if dir.as_os_str().is_empty() {
-        return None;
-    }
-    DIRECTORY.with(|kept| {
-        let mut kept = kept.borrow_mut();
-        if kept.as_ref().is_none_or(|(kept_dir, _)| kept_dir != dir) {
-            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            let fd = rustix::fs::open(dir, flags, Mode::empty()).ok()?;
-            *kept = Some((dir.to_owned(), fd));
-        }
-        let (_, fd) = kept.as_ref()?;
-        let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        if !follow {
-            flags |= OFlags::NOFOLLOW;
-        }
-        Some(
-            rustix::fs::openat(fd, name, flags, Mode::empty())
-                .map(File::from)
-                .map_err(io::Error::from),
-        )
-    })
 }
 
 /// Read the regular file at `path` (see [`open_regular`]), at most `limit`
