@@ -22,6 +22,7 @@
 //! closures with, as soon as its inputs are done, dropping the parsed
 //! derivation right after.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
@@ -360,14 +361,14 @@ impl One<'_> {
         let opted_in = normal.meta.opt_in;
         // The result's bytes; its references are `drv`'s (the edits touch
         // outputs, `__json` and hash parts of its own outputs only).
-        let own_bytes = || {
+        let own_bytes = || -> Cow<'_, [u8]> {
             if drv.is_canonical() {
-                drv.bytes().to_vec()
+                Cow::Borrowed(drv.bytes())
             } else {
-                drv.to_aterm_bytes()
+                Cow::Owned(drv.to_aterm_bytes())
             }
         };
-        let bytes: Vec<u8> = match self.mode {
+        let bytes: Cow<'_, [u8]> = match self.mode {
             Mode::Rewrite if opted_in => {
                 // Keep meta; give the outputs (and every occurrence of their
                 // old hash parts) the modulo-meta paths.
@@ -382,23 +383,28 @@ impl One<'_> {
                     Some(bytes) => {
                         // Parsed: still a derivation, printed canonically.
                         let replaced = self.parse(bytes, drv.name())?;
-                        if replaced.is_canonical() {
+                        Cow::Owned(if replaced.is_canonical() {
                             replaced.into_bytes()
                         } else {
                             replaced.to_aterm_bytes()
-                        }
+                        })
                     }
                     None => printed,
                 }
             }
-            Mode::Strip | Mode::Rewrite => normal.bytes.unwrap_or_else(own_bytes),
+            Mode::Strip | Mode::Rewrite => normal.bytes.map_or_else(own_bytes, Cow::Owned),
         };
         let path = self
             .store_dir
             .make_text_path(&format!("{}.drv", drv.name()), &bytes, drv.references())
             .map_err(|error| fail(error.to_string()))?;
         let references = drv.references().cloned().collect();
-        let bytes = if self.keep_bytes { bytes } else { Vec::new() };
+        // Copied only to be kept (written or imported).
+        let bytes = if self.keep_bytes {
+            bytes.into_owned()
+        } else {
+            Vec::new()
+        };
         let mut done = Rewritten {
             changed: path != *self.path,
             path,
