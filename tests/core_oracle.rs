@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use drvmeta::closure::Closure;
 use drvmeta::derivation::{Derivation, InputHash, StoreDir};
+use sha2::Digest;
 use support::NixVersion;
 use support::generator::{Options, Rng, generate};
 
@@ -402,6 +403,7 @@ fn print_parse_round_trips_and_mutations_never_panic() {
     let store_dir = StoreDir::default();
     let mut rng = Rng::new(0xD2F);
     let (mut parsed_mutants, mut rejected_mutants) = (0u64, 0u64);
+    let mut hashed_forms = 0u64;
     for i in 0..iterations {
         let bytes = random_aterm(&mut rng);
         let drv = Derivation::parse(bytes.clone(), "x", &store_dir)
@@ -411,6 +413,17 @@ fn print_parse_round_trips_and_mutations_never_panic() {
         let _ = drvmeta::derivation::meta::inspect(&drv);
         let _ = drvmeta::derivation::meta::stripped_json(&drv);
         let _ = drvmeta::show::derivation_json(&drv);
+        // A canonical file's forms are hashed from its own bytes; the masked
+        // form printed whole must hash the same.
+        let hashes = hashes_of(&drv);
+        if let (Ok(Some(printed)), Ok(Some(output_hash))) = (
+            drvmeta::derivation::hash::masked_aterm(&drv, fake_input_hash),
+            hashes.as_ref().map(|h| h.output_hash),
+        ) {
+            let digest: [u8; 32] = sha2::Sha256::digest(&printed).into();
+            assert_eq!(digest, output_hash, "iteration {i}");
+            hashed_forms += 1;
+        }
 
         // A mutation: flip, insert or delete a few bytes.
         let mut mutant = bytes;
@@ -435,6 +448,9 @@ fn print_parse_round_trips_and_mutations_never_panic() {
                 assert!(reparsed.is_canonical(), "iteration {i}");
                 assert_eq!(reparsed.to_aterm_bytes(), printed, "iteration {i}");
                 assert_eq!(observe(&reparsed), observe(&parsed), "iteration {i}");
+                // Printed (a mutant may be out of order) or hashed from its
+                // own bytes (canonical): the same hashes.
+                assert_eq!(hashes_of(&parsed), hashes_of(&reparsed), "iteration {i}");
             }
             Err(error) => {
                 rejected_mutants += 1;
@@ -443,9 +459,29 @@ fn print_parse_round_trips_and_mutations_never_panic() {
         }
     }
     eprintln!(
-        "{iterations} round trips; mutants: {parsed_mutants} parsed, {rejected_mutants} rejected"
+        "{iterations} round trips, {hashed_forms} masked forms hashed both ways; mutants: \
+         {parsed_mutants} parsed, {rejected_mutants} rejected"
     );
     assert!(parsed_mutants > 0 && rejected_mutants > 0);
+    assert!(hashed_forms > iterations / 4, "{hashed_forms}");
+}
+
+/// A stand-in input-form hash for any input derivation (its path hashed).
+fn fake_input_hash(path: &drvmeta::derivation::StorePath) -> Option<InputHash> {
+    Some(InputHash::Regular(
+        sha2::Sha256::digest(path.to_basename().as_bytes()).into(),
+    ))
+}
+
+/// The classic hashes of `drv` with [`fake_input_hash`] inputs, or the
+/// error's message.
+fn hashes_of(drv: &Derivation) -> Result<drvmeta::derivation::Hashes, String> {
+    drvmeta::derivation::hash::hash_derivation(
+        drv,
+        drvmeta::derivation::hash::HashOptions::default(),
+        fake_input_hash,
+    )
+    .map_err(|error| error.to_string())
 }
 
 #[test]
