@@ -97,6 +97,15 @@ impl<T> Slot<T> {
     }
 }
 
+/// A derivation to read: its slot, store path, the derivation that first
+/// asked for it (`None` for a root) and its file when known.
+struct Read {
+    slot: usize,
+    path: StorePath,
+    needed_by: Option<usize>,
+    file: Option<PathBuf>,
+}
+
 struct State<'p, T> {
     slots: Vec<Slot<T>>,
     index: PathMap<usize>,
@@ -145,8 +154,8 @@ pub fn walk<T: Send + Sync>(
         if !state.index.contains_key(&path) {
             let slot = state.slots.len();
             state.index.insert(path.clone(), slot);
-            state.slots.push(Slot::new(path, None));
-            start.push((slot, file));
+            state.slots.push(Slot::new(path.clone(), None));
+            start.push((slot, path, file));
         }
     }
     let walk = Walk {
@@ -156,9 +165,15 @@ pub fn walk<T: Send + Sync>(
         state: Mutex::new(state),
     };
     rayon::scope(|scope| {
-        for (slot, file) in start {
+        for (slot, path, file) in start {
             let walk = &walk;
-            scope.spawn(move |scope| walk.read(scope, slot, Some(file)));
+            let job = Read {
+                slot,
+                path,
+                needed_by: None,
+                file: Some(file),
+            };
+            scope.spawn(move |scope| walk.read(scope, job));
         }
     });
     let state = walk
@@ -173,31 +188,28 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Read and parse derivation `slot` (from `file`, or where
+    /// Read and parse a derivation (from its `file`, or where
     /// [`LoadOptions::locate`] finds it), register its inputs, start reading
     /// the new ones and visit it when they are all visited already.
-    fn read<'s>(&'s self, scope: &rayon::Scope<'s>, slot: usize, file: Option<PathBuf>) {
+    fn read<'s>(&'s self, scope: &rayon::Scope<'s>, job: Read) {
         // The last new input found is read on this thread, the others are
         // left to any thread (a task each): depth first, with a task spawned
         // only where another thread may take it.
-        let mut next = Some((slot, file));
-        while let Some((slot, file)) = next.take() {
-            next = self.read_one(scope, slot, file);
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            next = self.read_one(scope, job);
         }
     }
 
     /// [`Self::read`] of one derivation; returns the input to read next on
     /// this thread.
-    fn read_one<'s>(
-        &'s self,
-        scope: &rayon::Scope<'s>,
-        slot: usize,
-        file: Option<PathBuf>,
-    ) -> Option<(usize, Option<PathBuf>)> {
-        let (path, needed_by) = {
-            let state = self.lock();
-            (state.slots[slot].path.clone(), state.slots[slot].needed_by)
-        };
+    fn read_one<'s>(&'s self, scope: &rayon::Scope<'s>, job: Read) -> Option<Read> {
+        let Read {
+            slot,
+            path,
+            needed_by,
+            file,
+        } = job;
         let file = file.unwrap_or_else(|| self.options.locate(&path));
         let dependent = needed_by.map(|i| {
             move || {
@@ -216,7 +228,8 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
                 return None;
             }
         };
-        let mut new_inputs = Vec::new();
+        // Each new input but the last becomes a task as the next is found.
+        let mut last: Option<Read> = None;
         let mut inputs = Vec::with_capacity(drv.input_derivations().len());
         let mut pending = 0;
         for input_drv in drv.input_derivations() {
@@ -227,7 +240,15 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
                     let input = state.slots.len();
                     state.index.insert(input_path.clone(), input);
                     state.slots.push(Slot::new(input_path.clone(), Some(slot)));
-                    new_inputs.push(input);
+                    let job = Read {
+                        slot: input,
+                        path: input_path.clone(),
+                        needed_by: Some(slot),
+                        file: None,
+                    };
+                    if let Some(previous) = last.replace(job) {
+                        scope.spawn(move |scope| self.read(scope, previous));
+                    }
                     input
                 }
             };
@@ -248,14 +269,10 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
             (state.progress)(read);
         }
         drop(state);
-        let last = new_inputs.pop();
-        for input in new_inputs {
-            scope.spawn(move |scope| self.read(scope, input, None));
-        }
         if pending == 0 {
             self.visit(scope, slot);
         }
-        last.map(|input| (input, None))
+        last
     }
 
     /// Whether the derivation at `other` is reachable from slot `slot`'s
@@ -322,25 +339,23 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
             in_input_closure: &in_input_closure,
         });
         drop(inputs);
-        let mut ready = Vec::new();
-        {
-            let mut state = self.lock();
-            let this = &mut state.slots[slot];
-            this.result = Some(Arc::new(result));
-            if self.keep {
-                this.loaded.as_mut().expect("read before visited").drv = Some(drv);
-            }
-            for dependent in std::mem::take(&mut state.slots[slot].dependents) {
-                let waiting = &mut state.slots[dependent].pending;
-                *waiting -= 1;
-                if *waiting == 0 {
-                    ready.push(dependent);
-                }
-            }
+        // Each dependent made ready but the last becomes a task as the next
+        // is found.
+        let mut last = None;
+        let mut state = self.lock();
+        let this = &mut state.slots[slot];
+        this.result = Some(Arc::new(result));
+        if self.keep {
+            this.loaded.as_mut().expect("read before visited").drv = Some(drv);
         }
-        let last = ready.pop();
-        for dependent in ready {
-            scope.spawn(move |scope| self.visit(scope, dependent));
+        for dependent in std::mem::take(&mut state.slots[slot].dependents) {
+            let waiting = &mut state.slots[dependent].pending;
+            *waiting -= 1;
+            if *waiting == 0
+                && let Some(previous) = last.replace(dependent)
+            {
+                scope.spawn(move |scope| self.visit(scope, previous));
+            }
         }
         last
     }
