@@ -104,14 +104,7 @@ pub fn run(args: &HashArgs) -> Result<u8> {
     // its hashes are not freed piece by piece (20,000 derivations: 2% of
     // `hash -r`'s time, all of it after the output is written).
     std::mem::forget((closure, hashes, keyed));
-    for line in &problem_lines {
-        super::ui::problem(line);
-    }
-    Ok(if problem_lines.is_empty() {
-        EXIT_OK
-    } else {
-        EXIT_PROBLEM
-    })
+    Ok(report_problems(&problem_lines))
 }
 
 /// `hash --json -r`: every derivation of the closures, each entry rendered
@@ -161,14 +154,19 @@ fn run_json_recursive(args: &HashArgs) -> Result<u8> {
     drop(out);
     // The process ends now (see `run`).
     std::mem::forget((closure, entries));
-    for line in &problem_lines {
+    Ok(report_problems(&problem_lines))
+}
+
+/// Print the problem lines on stderr; the exit status they make.
+fn report_problems(problem_lines: &[String]) -> u8 {
+    for line in problem_lines {
         super::ui::problem(line);
     }
-    Ok(if problem_lines.is_empty() {
+    if problem_lines.is_empty() {
         EXIT_OK
     } else {
         EXIT_PROBLEM
-    })
+    }
 }
 
 /// Why a derivation is reported as invalid or inconsistent.
