@@ -485,14 +485,10 @@ mod tests {
     }
 
     fn drvs_in(dir: &Path) -> Vec<String> {
-        let mut drvs: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "drv"))
+        crate::derivation::test_corpus::drv_files(dir)
+            .iter()
             .map(|p| p.to_string_lossy().into_owned())
-            .collect();
-        drvs.sort();
-        drvs
+            .collect()
     }
 
     /// The direct renderer writes what serde writes for the report, byte

@@ -629,16 +629,6 @@ mod tests {
         Ok(())
     }
 
-    fn drvs_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let mut drvs: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "drv"))
-            .collect();
-        drvs.sort();
-        drvs
-    }
-
     /// The direct renderer gives what the value-based one gave, byte for
     /// byte, or the same error: on the example closures, snix's vectors
     /// (valid ones: unicode, latin1, structured attributes, fixed and
@@ -647,45 +637,18 @@ mod tests {
     /// `meta`).
     #[test]
     fn direct_rendering_is_the_value_rendering() {
-        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let vectors = project.join("../shared/nix-vectors");
-        assert!(
-            vectors.is_dir(),
-            "the conformance vectors are missing at {}",
-            vectors.display()
-        );
         let mut compared = 0;
         let mut errors = 0;
-        for dir in [
-            project.join("fixtures/kernel/drvs"),
-            project.join("fixtures/kernel/drvs-nometa"),
-            project.join("fixtures/dynamic"),
-            vectors.join("snix/ok"),
-            vectors.clone(),
-            vectors.join("unmerged-pr-16285-derivation-meta"),
-            vectors.join("ca"),
-            vectors.join("ia"),
-            vectors.join("invariants"),
-            vectors.join("hash-modulo"),
-            vectors.join("try-resolve"),
-        ] {
-            for file in drvs_in(&dir) {
-                let bytes = std::fs::read(&file).unwrap();
-                let Ok(drv) =
-                    Derivation::parse(bytes, "x", &crate::derivation::StoreDir::default())
-                else {
-                    continue;
-                };
-                let direct = derivation_json(&drv);
-                assert_eq!(
-                    direct,
-                    derivation_json_reference(&drv),
-                    "{}",
-                    file.display()
-                );
-                compared += 1;
-                errors += usize::from(direct.is_err());
-            }
+        for (file, drv) in crate::derivation::test_corpus::corpus() {
+            let direct = derivation_json(&drv);
+            assert_eq!(
+                direct,
+                derivation_json_reference(&drv),
+                "{}",
+                file.display()
+            );
+            compared += 1;
+            errors += usize::from(direct.is_err());
         }
         assert!(compared >= 30, "{compared} derivations compared");
         assert!(errors >= 1, "a non-UTF-8 derivation is among them");

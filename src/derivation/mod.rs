@@ -17,6 +17,8 @@ pub mod meta;
 pub mod nixbase32;
 mod parse;
 pub mod store_path;
+#[cfg(test)]
+pub(crate) mod test_corpus;
 mod write;
 
 use std::borrow::Cow;

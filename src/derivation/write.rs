@@ -373,22 +373,6 @@ pub(crate) fn emit_canonical_form(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::derivation::StoreDir;
-
-    fn drvs_in(dir: &std::path::Path) -> Vec<Derivation> {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "drv"))
-            .collect();
-        files.sort();
-        files
-            .into_iter()
-            .filter_map(|file| {
-                Derivation::parse(std::fs::read(&file).unwrap(), "x", &StoreDir::default()).ok()
-            })
-            .collect()
-    }
 
     /// `unescape` undoes `escape`, and reads any raw text as the byte-wise
     /// reading does (a backslash takes the next byte; one at the end is
@@ -434,62 +418,48 @@ mod tests {
     /// and the conformance vectors.
     #[test]
     fn canonical_forms_are_the_printed_forms() {
-        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let vectors = project.join("../shared/nix-vectors");
-        assert!(vectors.is_dir(), "missing {}", vectors.display());
         let set = StorePath::from_basename(b"00000000000000000000000000000000-set").unwrap();
         let mut compared = 0;
-        for dir in [
-            project.join("fixtures/kernel/drvs"),
-            project.join("fixtures/kernel/drvs-nometa"),
-            project.join("fixtures/dynamic"),
-            vectors.join("snix/ok"),
-            vectors.clone(),
-            vectors.join("unmerged-pr-16285-derivation-meta"),
-            vectors.join("ca"),
-            vectors.join("ia"),
-            vectors.join("hash-modulo"),
-        ] {
-            for drv in drvs_in(&dir).iter().filter(|d| d.is_canonical()) {
-                let hashed: Vec<HashedInput<'_>> = drv
-                    .input_drvs
-                    .iter()
-                    .zip(1u8..)
-                    .map(|(input, i)| HashedInput {
-                        hash: [i; 32],
-                        outputs: HashedOutputs::Node(&input.node.outputs),
-                    })
-                    .collect();
-                // Every other output set, the rest kept as written.
-                let outputs: Vec<(String, Option<StorePath>)> = drv
-                    .outputs()
-                    .enumerate()
-                    .map(|(i, o)| (o.name.to_owned(), (i % 2 == 0).then(|| set.clone())))
-                    .collect();
-                for mask_outputs in [false, true] {
-                    for inputs in [None, Some(hashed.as_slice())] {
-                        for json in [None, Some(&b"{\\\"a\\\":1}"[..])] {
-                            for set_outputs in [None, Some(outputs.as_slice())] {
-                                let form = Form {
-                                    mask_outputs,
-                                    outputs: set_outputs,
-                                    inputs,
-                                    json,
-                                };
-                                let mut printed = Vec::new();
-                                write_aterm(drv, &mut printed, &form).unwrap();
-                                let mut emitted = Vec::new();
-                                emit_canonical_form(drv, &form, &mut Vec::new(), &mut |piece| {
-                                    emitted.extend_from_slice(piece);
-                                });
-                                assert_eq!(
-                                    String::from_utf8_lossy(&emitted),
-                                    String::from_utf8_lossy(&printed),
-                                    "{form:?}"
-                                );
-                                assert_eq!(emitted, printed);
-                                compared += 1;
-                            }
+        let corpus = crate::derivation::test_corpus::corpus();
+        for (_, drv) in corpus.iter().filter(|(_, d)| d.is_canonical()) {
+            let hashed: Vec<HashedInput<'_>> = drv
+                .input_drvs
+                .iter()
+                .zip(1u8..)
+                .map(|(input, i)| HashedInput {
+                    hash: [i; 32],
+                    outputs: HashedOutputs::Node(&input.node.outputs),
+                })
+                .collect();
+            // Every other output set, the rest kept as written.
+            let outputs: Vec<(String, Option<StorePath>)> = drv
+                .outputs()
+                .enumerate()
+                .map(|(i, o)| (o.name.to_owned(), (i % 2 == 0).then(|| set.clone())))
+                .collect();
+            for mask_outputs in [false, true] {
+                for inputs in [None, Some(hashed.as_slice())] {
+                    for json in [None, Some(&b"{\\\"a\\\":1}"[..])] {
+                        for set_outputs in [None, Some(outputs.as_slice())] {
+                            let form = Form {
+                                mask_outputs,
+                                outputs: set_outputs,
+                                inputs,
+                                json,
+                            };
+                            let mut printed = Vec::new();
+                            write_aterm(drv, &mut printed, &form).unwrap();
+                            let mut emitted = Vec::new();
+                            emit_canonical_form(drv, &form, &mut Vec::new(), &mut |piece| {
+                                emitted.extend_from_slice(piece);
+                            });
+                            assert_eq!(
+                                String::from_utf8_lossy(&emitted),
+                                String::from_utf8_lossy(&printed),
+                                "{form:?}"
+                            );
+                            assert_eq!(emitted, printed);
+                            compared += 1;
                         }
                     }
                 }
