@@ -134,18 +134,25 @@ impl Fallback for Others<'_> {
     }
 
     fn hash(&self, old: &HashPart) -> Option<HashPart> {
-        let (new, owner) = {
-            let seen = self.seen.read();
-            let &(new, at) = seen.hashes.get(old)?;
-            (new, seen.owners[at as usize].clone())
-        };
-        (self.in_input_closure)(&owner).then_some(new)
+        self.if_in_input_closure(|seen| seen.hashes.get(old))
     }
 
     fn placeholder(&self, old: &PlaceholderBody) -> Option<PlaceholderBody> {
+        self.if_in_input_closure(|seen| seen.placeholders.get(old))
+    }
+}
+
+impl Others<'_> {
+    /// The replacement `lookup` finds among the changes seen, if the
+    /// derivation it belongs to is in the input closure (checked after
+    /// the lock is released).
+    fn if_in_input_closure<V: Copy>(
+        &self,
+        lookup: impl FnOnce(&Seen) -> Option<&(V, u32)>,
+    ) -> Option<V> {
         let (new, owner) = {
             let seen = self.seen.read();
-            let &(new, at) = seen.placeholders.get(old)?;
+            let &(new, at) = lookup(&seen)?;
             (new, seen.owners[at as usize].clone())
         };
         (self.in_input_closure)(&owner).then_some(new)
