@@ -10,6 +10,9 @@
 #   - drvmeta rewrite/strip --json (the whole computation, no files written),
 #   - drvmeta strip --out DIR into a fresh DIR, and cp of every .drv into a
 #     fresh DIR (the cost of creating 20,000 files on this filesystem),
+#   - hash and show again in rounds with nix show-derivation -r, each first
+#     in turn (the ratios to Nix round by round: the targets of DESIGN.md
+#     §7),
 #   - bench/hook_cache.rs: the hook's closure hashing with the persistent
 #     cache cold and warm, on the closure's root.
 # Each command runs RUNS times (default 7) after one warm-up; the table gives
@@ -59,6 +62,42 @@ time_cmd() {
   echo "$name $(median "${walls[@]}") $(median "${cpus[@]}") $rss"
 }
 
+# paired NAME COMMAND...: rounds of nix show-derivation -r and COMMAND
+# (RUNS rounded up to even), in turn first: nix first in odd rounds,
+# COMMAND in even ones, after one warm-up of each. Prints "NAME
+# median_wall_ratio median_cpu_ratio min_cpu_ratio max_cpu_ratio", the
+# ratios taken round by round: both see the same machine state, which
+# drifts over a run, and on this VM a process run right after Nix is slower
+# than one run after drvmeta (docs/performance.md); alternating the order
+# cancels that.
+paired() {
+  local name=$1; shift
+  local nix_cmd=(nix show-derivation -r $(cat "$out/roots.txt"))
+  "${nix_cmd[@]}" > /dev/null 2>&1
+  "$@" > /dev/null 2>&1
+  # An even number of rounds: each order as often.
+  local walls=() cpus=() round
+  for round in $(seq $(( (runs + 1) / 2 * 2 ))); do
+    local nw nu ns dw du ds
+    if (( round % 2 == 1 )); then
+      /usr/bin/time -o "$out/time.txt" -f '%e %U %S' "${nix_cmd[@]}" > /dev/null 2>&1
+      read -r nw nu ns < <(tail -1 "$out/time.txt")
+    fi
+    /usr/bin/time -o "$out/time.txt" -f '%e %U %S' "$@" > /dev/null 2>&1
+    read -r dw du ds < <(tail -1 "$out/time.txt")
+    if (( round % 2 == 0 )); then
+      /usr/bin/time -o "$out/time.txt" -f '%e %U %S' "${nix_cmd[@]}" > /dev/null 2>&1
+      read -r nw nu ns < <(tail -1 "$out/time.txt")
+    fi
+    walls+=("$(awk -v a="$dw" -v b="$nw" 'BEGIN {print a / b}')")
+    cpus+=("$(awk -v a="$du" -v b="$ds" -v c="$nu" -v d="$ns" 'BEGIN {print (a + b) / (c + d)}')")
+  done
+  local wall cpu
+  wall=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  cpu=$(printf '%s\n' "${cpus[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)], a[1], a[NR]}')
+  echo "$name $wall $cpu"
+}
+
 read_floor() { xargs -a "$out/closure.txt" cat > /dev/null; }
 # Post-processing writes the closure into a fresh directory each run.
 post() { local d; d=$(mktemp -d -p "$scratch" post.XXXXXX); "$drvmeta" "$1" --out "$d" $(cat "$out/roots.txt"); }
@@ -95,6 +134,21 @@ read_wall=$(awk '/^read every/ {print $(NF-2)}' <<< "$results")
       'BEGIN {printf "| %s | %.3f | %.2f | %.2f | %.3f | %.2f | %.1f | %.2f |\n", n, t, t/nt, t/rt, c, c/nc, r/1024, r*1024/b}'
   done <<< "$results"
 } | tee "$out/results.md"
+pairs=$(
+  paired "drvmeta hash --json --recursive" $drvmeta hash --json --recursive $(cat "$out/roots.txt")
+  paired "drvmeta show --recursive" $drvmeta show --recursive $(cat "$out/roots.txt")
+)
+{
+  echo
+  echo "| against nix show-derivation -r, round by round | median × nix wall | median × nix CPU | × nix CPU, min–max |"
+  echo "|---|---:|---:|---:|"
+  while read -r line; do
+    set -- $line
+    name=${line% * * * *}
+    awk -v n="$name" -v w="${@: -4:1}" -v c="${@: -3:1}" -v lo="${@: -2:1}" -v hi="${!#}" \
+      'BEGIN {printf "| %s | %.2f | %.3f | %.3f–%.3f |\n", n, w, c, lo, hi}'
+  done <<< "$pairs"
+} | tee -a "$out/results.md"
 {
   echo
   cargo bench --quiet --bench hook_cache -- "$(head -1 "$out/roots.txt")" "$runs"
