@@ -119,7 +119,7 @@ pub fn diff(closure: &Closure) -> Result<DiffReport> {
             message: "diff compares exactly two derivations".to_owned(),
         });
     }
-    let stripped = rewrite_closure(closure, Mode::Strip)?;
+    let stripped = rewrite_closure(closure, Mode::Strip, true)?;
     let (old_root, new_root) = (closure.roots()[0], closure.roots()[1]);
     let mut walk = Walk {
         closure,

@@ -160,12 +160,15 @@ impl Others<'_> {
 }
 
 /// Rewrite or strip every derivation of `closure` (loaded with its
-/// derivations); results are in [`Closure::nodes`] order, with their bytes.
+/// derivations); results are in [`Closure::nodes`] order. `keep_bytes`:
+/// whether the results keep the new ATerm bytes (to write, import or
+/// compare them); without, only paths and outputs (a closure's worth of
+/// memory less).
 ///
 /// # Errors
 /// An invalid derivation (naming it and why), or one that cannot be
 /// re-serialised.
-pub fn rewrite_closure(closure: &Closure, mode: Mode) -> Result<Vec<Rewritten>> {
+pub fn rewrite_closure(closure: &Closure, mode: Mode, keep_bytes: bool) -> Result<Vec<Rewritten>> {
     let nodes = closure.nodes();
     let mut results: Vec<Option<Rewritten>> = (0..nodes.len()).map(|_| None).collect();
     // Every lower level's changes: a node's input closure is below it.
@@ -195,7 +198,7 @@ pub fn rewrite_closure(closure: &Closure, mode: Mode) -> Result<Vec<Rewritten>> 
                     file: &file,
                     store_dir: closure.store_dir(),
                     mode,
-                    keep_bytes: true,
+                    keep_bytes,
                 };
                 one.rewrite(&drv, input, &others)
             })

@@ -68,7 +68,7 @@ fn export_stream_is_byte_for_byte_nix_store_export() {
     };
     let closure = Closure::load(&options, &roots).unwrap();
     // B strips to itself: the results are exactly the files in the store.
-    let results = rewrite_closure(&closure, Mode::Strip).unwrap();
+    let results = rewrite_closure(&closure, Mode::Strip, true).unwrap();
     assert!(results.iter().all(|r| !r.changed));
     let items = drvmeta::import::export_items(&closure, &results);
     assert_eq!(items.len(), closure.nodes().len());

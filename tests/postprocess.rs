@@ -99,11 +99,11 @@ fn run_seed(version: NixVersion, seed: u64, options: &Options) -> usize {
     let mut failures = Vec::new();
 
     // strip(A) == B
-    let stripped = rewrite_closure(&a, Mode::Strip).unwrap();
+    let stripped = rewrite_closure(&a, Mode::Strip, true).unwrap();
     compare("strip(A)", &files_of(&stripped), &b_files, &mut failures);
 
     // outputs(rewrite(A)) == outputs(B), element by element.
-    let rewritten = rewrite_closure(&a, Mode::Rewrite).unwrap();
+    let rewritten = rewrite_closure(&a, Mode::Rewrite, true).unwrap();
     let b_hashes = drvmeta::hashing::hash_closure(&b);
     for ((spec, &a_root), &b_root) in generated.specs.iter().zip(a.roots()).zip(b.roots()) {
         let expected = b_hashes[b_root].recorded();
@@ -124,14 +124,14 @@ fn run_seed(version: NixVersion, seed: u64, options: &Options) -> usize {
     let a_star = load(&root_results(&a, &rewritten), &[a_star_dir.path()]);
     compare(
         "strip(rewrite(A))",
-        &files_of(&rewrite_closure(&a_star, Mode::Strip).unwrap()),
+        &files_of(&rewrite_closure(&a_star, Mode::Strip, true).unwrap()),
         &b_files,
         &mut failures,
     );
     // rewrite(rewrite(A)) == rewrite(A)
     compare(
         "rewrite(rewrite(A))",
-        &files_of(&rewrite_closure(&a_star, Mode::Rewrite).unwrap()),
+        &files_of(&rewrite_closure(&a_star, Mode::Rewrite, true).unwrap()),
         &a_star_files,
         &mut failures,
     );
@@ -160,13 +160,13 @@ fn run_seed(version: NixVersion, seed: u64, options: &Options) -> usize {
     // rewrite(B) == B and strip(B) == B
     compare(
         "rewrite(B)",
-        &files_of(&rewrite_closure(&b, Mode::Rewrite).unwrap()),
+        &files_of(&rewrite_closure(&b, Mode::Rewrite, true).unwrap()),
         &b_files,
         &mut failures,
     );
     compare(
         "strip(B)",
-        &files_of(&rewrite_closure(&b, Mode::Strip).unwrap()),
+        &files_of(&rewrite_closure(&b, Mode::Strip, true).unwrap()),
         &b_files,
         &mut failures,
     );
@@ -323,7 +323,7 @@ in [ app other ]"#
         let file = seen.join("closure.nix");
         let a = support::instantiate_with(version, &file, true, None, "with meta");
         let b = support::instantiate_with(version, &file, false, None, "without meta");
-        let stripped = rewrite_closure(&load_from(version, &a, &[]), Mode::Strip).unwrap();
+        let stripped = rewrite_closure(&load_from(version, &a, &[]), Mode::Strip, true).unwrap();
         let mut failures = Vec::new();
         compare(
             &format!("{} strip(A)", version.label()),

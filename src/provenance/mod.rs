@@ -96,7 +96,9 @@ pub fn outputs_named_by(
         );
     }
     // And what drvmeta realise builds: the stripped derivation's outputs.
-    if let Ok(stripped) = crate::rewrite::rewrite_closure(&closure, crate::rewrite::Mode::Strip) {
+    if let Ok(stripped) =
+        crate::rewrite::rewrite_closure(&closure, crate::rewrite::Mode::Strip, false)
+    {
         outputs.extend(
             stripped[root]
                 .outputs
@@ -140,7 +142,7 @@ pub fn facts_of_built(
     }
     let closure = crate::closure::Closure::load(options, &[arg.to_owned()])?;
     let root = closure.roots()[0];
-    let stripped = crate::rewrite::rewrite_closure(&closure, crate::rewrite::Mode::Strip)?;
+    let stripped = crate::rewrite::rewrite_closure(&closure, crate::rewrite::Mode::Strip, false)?;
     let meta_free = &stripped[root];
     let paths: Vec<String> = meta_free
         .outputs

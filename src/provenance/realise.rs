@@ -61,7 +61,7 @@ pub fn realise(
     load: &LoadOptions,
     options: RealiseOptions<'_>,
 ) -> Result<Realised> {
-    let stripped = rewrite_closure(closure, Mode::Strip)?;
+    let stripped = rewrite_closure(closure, Mode::Strip, true)?;
     crate::import::import_closure(closure, &stripped)?;
     // Which derivations have outputs missing now: those the build makes.
     let known: Vec<String> = stripped

@@ -486,7 +486,8 @@ impl Realised {
         if !opted_in {
             return Ok(Self { outputs });
         }
-        let stripped = crate::rewrite::rewrite_closure(closure, crate::rewrite::Mode::Strip)?;
+        let stripped =
+            crate::rewrite::rewrite_closure(closure, crate::rewrite::Mode::Strip, false)?;
         // Candidates by what is on disk; the store's database confirms.
         let mut candidates = Vec::new();
         for (index, node) in nodes.iter().enumerate() {
