@@ -10,15 +10,19 @@ fn nix_store() -> Command {
 }
 
 /// Whether `nix-store` can be run at all (a closure can be read from `.drv`
-/// files on a machine without Nix).
+/// files on a machine without Nix). Asked once per process: each run of
+/// `nix-store` costs 20-30 ms.
 #[must_use]
 pub fn available() -> bool {
-    nix_store()
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        nix_store()
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    })
 }
 
 fn spawn_error(error: &std::io::Error) -> Error {
