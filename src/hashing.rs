@@ -17,10 +17,8 @@
 //! Each derivation is hashed once per run, inputs before dependents
 //! ([`crate::closure::Closure::nodes`] order).
 
-use rayon::prelude::*;
-
 use crate::closure::cache::{CachedHashes, HashCache};
-use crate::closure::walk::{Visit, walk};
+use crate::closure::walk::{Visit, visit_loaded, walk};
 use crate::closure::{Closure, LoadOptions, load_one};
 use crate::derivation::hash::{HashOptions, hash_derivation};
 use crate::derivation::meta::{self, MetaInfo};
@@ -112,27 +110,11 @@ impl NodeHashes {
 /// Hash every derivation of `closure`, returning results in
 /// [`Closure::nodes`] order.
 ///
-/// Derivations are hashed level by level (a derivation's level is one more
-/// than its deepest input's), each level in parallel.
+/// Each derivation is hashed as soon as its inputs are, in parallel
+/// ([`visit_loaded`]).
 #[must_use]
 pub fn hash_closure(closure: &Closure) -> Vec<NodeHashes> {
-    let nodes = closure.nodes();
-    let mut results: Vec<Option<NodeHashes>> = (0..nodes.len()).map(|_| None).collect();
-    for level in closure.levels() {
-        let done = &results;
-        let computed: Vec<NodeHashes> = level
-            .par_iter()
-            .with_min_len(16)
-            .map(|&index| hash_node(closure, index, done))
-            .collect();
-        for (index, hashes) in level.into_iter().zip(computed) {
-            results[index] = Some(hashes);
-        }
-    }
-    results
-        .into_iter()
-        .map(|hashes| hashes.expect("every level was hashed"))
-        .collect()
+    visit_loaded(closure, &|index, done| hash_node(closure, index, done))
 }
 
 /// Load the closures of `roots` (as [`Closure::load`]) and hash every
@@ -189,12 +171,17 @@ pub fn load_hash_and<R: Send + Sync>(
     ))
 }
 
-/// Hash one derivation of `closure` whose inputs are all in `done`.
-fn hash_node(closure: &Closure, index: usize, done: &[Option<NodeHashes>]) -> NodeHashes {
+/// Hash one derivation of `closure`; `done` gives the hashes of its
+/// inputs (by node index).
+fn hash_node<'r>(
+    closure: &Closure,
+    index: usize,
+    done: &'r dyn Fn(usize) -> &'r NodeHashes,
+) -> NodeHashes {
     let node = &closure.nodes()[index];
     let input = |path: &StorePath| {
         let position = closure.input_position(index, path)?;
-        done[position].as_ref().map(NodeHashes::input_hashes)
+        Some(done(position).input_hashes())
     };
     let drv = node.derivation().map_err(|error| error.to_string());
     hash_derivation_both(drv.as_deref().map_err(Clone::clone), input)

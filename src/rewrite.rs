@@ -28,9 +28,7 @@ use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 use std::sync::{PoisonError, RwLock};
 
-use rayon::prelude::*;
-
-use crate::closure::walk::{Visit, walk};
+use crate::closure::walk::{Visit, visit_loaded, walk};
 use crate::closure::{Closure, LoadOptions, drv_name};
 use crate::derivation::store_path::DigestHasher;
 use crate::derivation::{Derivation, InputHash, StoreDir, StorePath, downstream_placeholder};
@@ -170,49 +168,37 @@ impl Others<'_> {
 /// re-serialised.
 pub fn rewrite_closure(closure: &Closure, mode: Mode, keep_bytes: bool) -> Result<Vec<Rewritten>> {
     let nodes = closure.nodes();
-    let mut results: Vec<Option<Rewritten>> = (0..nodes.len()).map(|_| None).collect();
-    // Every lower level's changes: a node's input closure is below it.
+    // The changes of every derivation rewritten so far: a node's input
+    // closure is rewritten before it.
     let seen = SharedSeen::new();
-    for level in closure.levels() {
-        let done = &results;
-        let seen_ref = &seen;
-        let computed: Vec<Result<Rewritten>> = level
-            .par_iter()
-            .with_min_len(16)
-            .map(|&index| {
-                let node = &nodes[index];
-                let drv = node.derivation()?;
-                let input = |path: &StorePath| {
-                    let position = closure.input_position(index, path)?;
-                    done[position].as_ref()
-                };
-                let file = || node.file.clone();
-                let in_input_closure =
-                    |other: &StorePath| closure.is_in_input_closure(index, other);
-                let others = Others {
-                    seen: seen_ref,
-                    in_input_closure: &in_input_closure,
-                };
-                let one = One {
-                    path: &node.path,
-                    file: &file,
-                    store_dir: closure.store_dir(),
-                    mode,
-                    keep_bytes,
-                };
-                one.rewrite(&drv, input, &others)
-            })
-            .collect();
-        for (index, result) in level.into_iter().zip(computed) {
-            let result = result?;
-            seen.add(&nodes[index].path, &result.changes);
-            results[index] = Some(result);
-        }
-    }
-    Ok(results
-        .into_iter()
-        .map(|r| r.expect("every level was rewritten"))
-        .collect())
+    let results = visit_loaded::<Result<Rewritten>>(closure, &|index, done| {
+        let node = &nodes[index];
+        let drv = node.derivation()?;
+        // A failed input fails this derivation too (naming the input); its
+        // own error comes first in node order.
+        let input = |path: &StorePath| {
+            let position = closure.input_position(index, path)?;
+            done(position).as_ref().ok()
+        };
+        let file = || node.file.clone();
+        let in_input_closure = |other: &StorePath| closure.is_in_input_closure(index, other);
+        let others = Others {
+            seen: &seen,
+            in_input_closure: &in_input_closure,
+        };
+        let one = One {
+            path: &node.path,
+            file: &file,
+            store_dir: closure.store_dir(),
+            mode,
+            keep_bytes,
+        };
+        let done = one.rewrite(&drv, input, &others)?;
+        // Before its dependents are visited: they start once this returns.
+        seen.add(&node.path, &done.changes);
+        Ok(done)
+    });
+    results.into_iter().collect()
 }
 
 /// Load the closures of `roots` (as [`Closure::load`] takes them) and

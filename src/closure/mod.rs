@@ -513,29 +513,6 @@ impl Closure {
         &self.roots
     }
 
-    /// The derivations grouped by level, lowest first: a derivation's level
-    /// is one more than its deepest input's, so every level depends only on
-    /// lower ones and can be processed in parallel.
-    #[must_use]
-    pub fn levels(&self) -> Vec<Vec<usize>> {
-        let mut level_of: Vec<usize> = Vec::with_capacity(self.nodes.len());
-        let mut levels: Vec<Vec<usize>> = Vec::new();
-        for (index, node) in self.nodes.iter().enumerate() {
-            let level = node
-                .inputs
-                .iter()
-                .map(|&i| level_of[i] + 1)
-                .max()
-                .unwrap_or(0);
-            level_of.push(level);
-            if levels.len() <= level {
-                levels.resize_with(level + 1, Vec::new);
-            }
-            levels[level].push(index);
-        }
-        levels
-    }
-
     /// Whether derivation `other` is in the input closure of the node at
     /// `node` (an input, an input's input, …).
     #[must_use]

@@ -10,13 +10,18 @@
 //! (peak memory stays near the size of the files), while [`Closure::load`]
 //! keeps every derivation for the walks that follow.
 //!
+//! [`visit_loaded`] visits a closure already loaded in the same dataflow
+//! order ([`crate::hashing::hash_closure`],
+//! [`crate::rewrite::rewrite_closure`]).
+//!
 //! A cycle makes no derivation on it ready, so the walk ends instead of
 //! waiting forever, and the closure ordering names a derivation on it. When
 //! several derivations fail, the error of the one with the smallest store
 //! path is returned, so the message does not depend on scheduling.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::closure::{Closure, LoadOptions, Loaded, load_one, reaches};
 use crate::derivation::store_path::PathMap;
@@ -361,6 +366,91 @@ impl<'p, T: Send + Sync> Walk<'_, 'p, '_, T> {
     }
 }
 
+/// The results of the nodes visited so far, by node index, as
+/// [`visit_loaded`] gives them to a visit.
+pub type Done<'r, T> = dyn Fn(usize) -> &'r T + 'r;
+
+/// What [`visit_loaded`] calls on each node: its index and the results
+/// so far.
+pub type VisitLoaded<'v, T> = dyn for<'r> Fn(usize, &'r Done<'r, T>) -> T + Sync + 'v;
+
+/// Visit every derivation of a loaded closure as soon as its inputs are
+/// visited: the dataflow order of [`walk`] (no barrier between levels), on
+/// the rayon pool, over [`Closure::nodes`]. `visit` gets a node's index and
+/// the results of the nodes visited before it (any of its input closure,
+/// by index). Results come in node order.
+pub fn visit_loaded<T: Send + Sync>(closure: &Closure, visit: &VisitLoaded<T>) -> Vec<T> {
+    let nodes = closure.nodes();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (index, node) in nodes.iter().enumerate() {
+        for &input in &node.inputs {
+            dependents[input].push(index);
+        }
+    }
+    let visiting = Visiting {
+        pending: nodes
+            .iter()
+            .map(|node| AtomicUsize::new(node.inputs.len()))
+            .collect(),
+        dependents,
+        results: (0..nodes.len()).map(|_| OnceLock::new()).collect(),
+        visit,
+    };
+    rayon::scope(|scope| {
+        for (index, node) in nodes.iter().enumerate() {
+            if node.inputs.is_empty() {
+                let visiting = &visiting;
+                scope.spawn(move |scope| visiting.run(scope, index));
+            }
+        }
+    });
+    visiting
+        .results
+        .into_iter()
+        .map(|result| {
+            result
+                .into_inner()
+                .expect("a loaded closure has no cycle: every node is visited")
+        })
+        .collect()
+}
+
+/// The state of [`visit_loaded`].
+struct Visiting<'v, T> {
+    /// Inputs of each node not visited yet.
+    pending: Vec<AtomicUsize>,
+    dependents: Vec<Vec<usize>>,
+    results: Vec<OnceLock<T>>,
+    visit: &'v VisitLoaded<'v, T>,
+}
+
+impl<T: Send + Sync> Visiting<'_, T> {
+    /// Visit `index`, then the dependents it made ready: the last on this
+    /// thread, the others as tasks (as [`Walk::visit`]).
+    fn run<'s>(&'s self, scope: &rayon::Scope<'s>, index: usize) {
+        let mut next = Some(index);
+        while let Some(index) = next.take() {
+            let done = |node: usize| -> &T {
+                self.results[node]
+                    .get()
+                    .expect("a node's input closure is visited before it")
+            };
+            let result = (self.visit)(index, &done);
+            assert!(
+                self.results[index].set(result).is_ok(),
+                "each node is visited once"
+            );
+            for &dependent in &self.dependents[index] {
+                if self.pending[dependent].fetch_sub(1, Ordering::AcqRel) == 1
+                    && let Some(previous) = next.replace(dependent)
+                {
+                    scope.spawn(move |scope| self.run(scope, previous));
+                }
+            }
+        }
+    }
+}
+
 /// Report the first error, or put the walk's result in closure order. A
 /// derivation left unvisited without an error is on or above a cycle, which
 /// the closure ordering names.
@@ -451,6 +541,32 @@ mod tests {
             // Nothing is kept but the hashes: the walk drops the derivations.
             assert!(closure.nodes()[0].derivation().is_err());
             assert!(reference.nodes()[0].derivation().is_ok());
+        }
+    }
+
+    /// Every node of a loaded closure is visited once, after its inputs: the
+    /// depths computed from the inputs' results are those computed in node
+    /// order (`done` panics on a node not visited yet).
+    #[test]
+    fn visit_loaded_visits_inputs_first() {
+        for (drvs, root) in [("drvs", "root"), ("drvs-nometa", "root-nometa")] {
+            let (options, roots) = fixture(drvs, root);
+            let closure = Closure::load(&options, &roots).expect("loads");
+            let depths = visit_loaded(&closure, &|index, done| {
+                closure.nodes()[index]
+                    .inputs
+                    .iter()
+                    .map(|&input| *done(input) + 1)
+                    .max()
+                    .unwrap_or(0usize)
+            });
+            let mut expected: Vec<usize> = Vec::new();
+            for node in closure.nodes() {
+                let depth = node.inputs.iter().map(|&i| expected[i] + 1).max();
+                expected.push(depth.unwrap_or(0));
+            }
+            assert_eq!(depths, expected, "{drvs}");
+            assert!(depths.iter().any(|&depth| depth >= 2), "{drvs}: {depths:?}");
         }
     }
 
