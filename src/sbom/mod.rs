@@ -681,7 +681,7 @@ impl RuntimeGraph {
     /// for roots realised modulo meta — from `nix-store --query --graph`.
     ///
     /// # Errors
-    /// [`Error::Store`] when a root's output is not valid (it must be
+    /// [`Error::Store`](crate::error::Error::Store) when a root's output is not valid (it must be
     /// built) or `nix-store` fails.
     pub fn of_roots(closure: &Closure, realised: &Realised) -> Result<Self> {
         match Self::of_built_roots(closure, realised)? {
