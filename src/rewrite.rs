@@ -182,21 +182,16 @@ pub fn rewrite_closure(closure: &Closure, mode: Mode, keep_bytes: bool) -> Resul
         };
         let file = || node.file.clone();
         let in_input_closure = |other: &StorePath| closure.is_in_input_closure(index, other);
-        let others = Others {
-            seen: &seen,
-            in_input_closure: &in_input_closure,
-        };
         let one = One {
             path: &node.path,
             file: &file,
             store_dir: closure.store_dir(),
             mode,
             keep_bytes,
+            seen: &seen,
+            in_input_closure: &in_input_closure,
         };
-        let done = one.rewrite(&drv, input, &others)?;
-        // Before its dependents are visited: they start once this returns.
-        seen.add(&node.path, &done.changes);
-        Ok(done)
+        one.rewrite(&drv, input)
     });
     results.into_iter().collect()
 }
@@ -247,28 +242,23 @@ pub fn load_and_rewrite(
             }
         };
         let file = || options.locate(visit.path);
+        let in_input_closure = |other: &StorePath| visit.is_in_input_closure(other);
         let one = One {
             path: visit.path,
             file: &file,
             store_dir: &options.store_dir,
             mode,
             keep_bytes,
-        };
-        let in_input_closure = |other: &StorePath| visit.is_in_input_closure(other);
-        let others = Others {
             seen: &seen,
             in_input_closure: &in_input_closure,
         };
-        match one.rewrite(visit.drv, input, &others) {
-            Ok(done) => {
-                // Before its dependents are visited: the walk starts them
-                // once this returns.
-                seen.add(visit.path, &done.changes);
-                Ok(done)
+        one.rewrite(visit.drv, input).map_err(|error| {
+            if failed {
+                Failed::Input
+            } else {
+                Failed::Error(error)
             }
-            Err(_) if failed => Err(Failed::Input),
-            Err(error) => Err(Failed::Error(error)),
-        }
+        })
     };
     let (closure, outcomes) = walk(options, roots, false, progress, &visit)?;
     let mut problems = Vec::new();
@@ -301,6 +291,11 @@ struct One<'a> {
     store_dir: &'a StoreDir,
     mode: Mode,
     keep_bytes: bool,
+    /// The changes of the derivations rewritten before it; its own are
+    /// added once rewritten.
+    seen: &'a SharedSeen,
+    /// Whether a derivation is in its input closure.
+    in_input_closure: &'a dyn Fn(&StorePath) -> bool,
 }
 
 impl One<'_> {
@@ -312,13 +307,18 @@ impl One<'_> {
     }
 
     /// Rewrite `drv` (as read), given the results of its input derivations
-    /// (`input` answers for every input derivation path as written).
+    /// (`input` answers for every input derivation path as written), and
+    /// record its changes in `seen`: before its dependents are rewritten,
+    /// which the walks start once this returns.
     fn rewrite<'r>(
         &self,
         drv: &Derivation,
         mut input: impl FnMut(&StorePath) -> Option<&'r Rewritten>,
-        others: &dyn Fallback,
     ) -> Result<Rewritten> {
+        let others = Others {
+            seen: self.seen,
+            in_input_closure: self.in_input_closure,
+        };
         let fail = |message: String| Error::Rewrite {
             path: self.store_dir.display(self.path),
             message,
@@ -338,7 +338,7 @@ impl One<'_> {
             inputs.push((&done.path, done));
         }
         // Parsed again only when an input's change reaches its bytes.
-        let substituted = match subs.apply_with(drv.bytes(), others) {
+        let substituted = match subs.apply_with(drv.bytes(), &others) {
             Some(bytes) => Some(self.parse(bytes, drv_name(self.path))?),
             None => None,
         };
@@ -357,13 +357,6 @@ impl One<'_> {
         let opted_in = normal.meta.opt_in;
         // The result's bytes; its references are `drv`'s (the edits touch
         // outputs, `__json` and hash parts of its own outputs only).
-        let own_bytes = || -> Cow<'_, [u8]> {
-            if drv.is_canonical() {
-                Cow::Borrowed(drv.bytes())
-            } else {
-                Cow::Owned(drv.to_aterm_bytes())
-            }
-        };
         let bytes: Cow<'_, [u8]> = match self.mode {
             Mode::Rewrite if opted_in => {
                 // Keep meta; give the outputs (and every occurrence of their
@@ -374,21 +367,16 @@ impl One<'_> {
                         own.hash(old.hash_part(), new.hash_part());
                     }
                 }
-                let printed = own_bytes();
+                let printed = drv.aterm();
                 match own.apply(&printed) {
                     Some(bytes) => {
                         // Parsed: still a derivation, printed canonically.
-                        let replaced = self.parse(bytes, drv.name())?;
-                        Cow::Owned(if replaced.is_canonical() {
-                            replaced.into_bytes()
-                        } else {
-                            replaced.to_aterm_bytes()
-                        })
+                        Cow::Owned(self.parse(bytes, drv.name())?.into_aterm_bytes())
                     }
                     None => printed,
                 }
             }
-            Mode::Strip | Mode::Rewrite => normal.bytes.map_or_else(own_bytes, Cow::Owned),
+            Mode::Strip | Mode::Rewrite => normal.bytes.map_or_else(|| drv.aterm(), Cow::Owned),
         };
         let path = self
             .store_dir
@@ -413,6 +401,7 @@ impl One<'_> {
             changes: Changes::default(),
         };
         done.changes = record_changes(self.path, &done);
+        self.seen.add(self.path, &done.changes);
         Ok(done)
     }
 }

@@ -302,16 +302,34 @@ impl Derivation {
         self.env(meta::JSON_KEY)
     }
 
-    /// Print the derivation as ATerm: [`Self::bytes`] for canonical files.
+    /// The derivation as ATerm: [`Self::bytes`], borrowed, for canonical
+    /// files; printed for any other.
     #[must_use]
-    pub fn to_aterm_bytes(&self) -> Vec<u8> {
+    pub fn aterm(&self) -> Cow<'_, [u8]> {
         if self.canonical {
-            return self.bytes.clone();
+            return Cow::Borrowed(&self.bytes);
         }
         let mut out = Vec::with_capacity(self.bytes.len());
         write::write_aterm(self, &mut out, &write::Form::default())
             .expect("writing to memory cannot fail");
-        out
+        Cow::Owned(out)
+    }
+
+    /// Print the derivation as ATerm: [`Self::bytes`] for canonical files.
+    #[must_use]
+    pub fn to_aterm_bytes(&self) -> Vec<u8> {
+        self.aterm().into_owned()
+    }
+
+    /// [`Self::to_aterm_bytes`], giving up the derivation: a canonical
+    /// file's bytes are handed over, not copied.
+    #[must_use]
+    pub fn into_aterm_bytes(self) -> Vec<u8> {
+        if self.canonical {
+            self.bytes
+        } else {
+            self.to_aterm_bytes()
+        }
     }
 
     /// The `.drv` path these contents and references give (Nix's text
