@@ -529,14 +529,7 @@ mod tests {
     }
 
     /// The renderer before the direct one (a value, serialised, raw parts
-    /// spliced in): the reference the direct one is compared with.
-    /// One derivation as compact JSON: Nix's derivation JSON (format version
-    /// 4) with PR #16285's `"meta"` (the meta object when opted in, `null`
-    /// otherwise). `structuredAttrs` (stripped when opted in) and `meta` are
-    /// the `__json` text as the writing Nix left it, never re-serialised.
-    ///
-    /// # Errors
-    /// A message when a string is not UTF-8 or `__json` is not a JSON object.
+    /// spliced in): the reference [`derivation_json`] is compared with.
     fn derivation_json_reference(drv: &Derivation) -> std::result::Result<String, String> {
         let mut top = Map::new();
         let args: Vec<Value> = drv

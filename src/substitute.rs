@@ -86,6 +86,12 @@ const BASE32: [bool; 256] = {
     table
 };
 
+/// Write `new` over the same number of bytes at `at`, in `out` (a copy of
+/// `bytes` made at the first replacement).
+fn put(out: &mut Option<Vec<u8>>, bytes: &[u8], at: usize, new: &[u8]) {
+    out.get_or_insert_with(|| bytes.to_vec())[at..at + new.len()].copy_from_slice(new);
+}
+
 fn is_base32(byte: u8) -> bool {
     BASE32[usize::from(byte)]
 }
@@ -196,7 +202,7 @@ impl Substitutions {
                 .copied()
                 .or_else(|| fallback.placeholder(&body));
             if let Some(new) = new {
-                out.get_or_insert_with(|| bytes.to_vec())[start..end].copy_from_slice(&new);
+                put(out, bytes, start, &new);
                 return;
             }
         }
@@ -209,7 +215,7 @@ impl Substitutions {
                 .copied()
                 .or_else(|| fallback.hash(&window));
             if let Some(new) = new {
-                out.get_or_insert_with(|| bytes.to_vec())[at..at + HASH_LEN].copy_from_slice(&new);
+                put(out, bytes, at, &new);
                 at += HASH_LEN;
             } else {
                 at += 1;

@@ -179,6 +179,21 @@ fn write_drv(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// The example's kernel-builder derivation copied into `dir` under another
+/// hash part: a file whose bytes do not hash to its name.
+fn renamed_kernel_builder(dir: &Path) -> PathBuf {
+    let builder = std::fs::read_dir(support::project_dir().join("fixtures/kernel/drvs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-kernel-builder-0.17.0.drv"))
+        .unwrap();
+    write_drv(
+        dir,
+        "kernel-builder-0.17.0",
+        &std::fs::read(builder).unwrap(),
+    )
+}
+
 fn expect_failure(file: &Path, status: i32, needles: &[&str]) -> String {
     let output = drvmeta(&["hash", file.to_str().unwrap()]);
     let err = stderr(&output);
@@ -382,17 +397,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn a_renamed_drv_is_inconsistent() {
     let dir = tempfile::tempdir().unwrap();
-    let src = support::project_dir().join("fixtures/kernel/drvs");
-    let builder = std::fs::read_dir(&src)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with("-kernel-builder-0.17.0.drv"))
-        .unwrap();
-    let copy = write_drv(
-        dir.path(),
-        "kernel-builder-0.17.0",
-        &std::fs::read(builder).unwrap(),
-    );
+    let copy = renamed_kernel_builder(dir.path());
     expect_failure(&copy, 1, &["inconsistent", "do not hash to its store path"]);
     // Every command judges it as hash does: same message, exit status 1;
     // show prints it as written, the others write nothing.
@@ -426,16 +431,7 @@ fn a_renamed_drv_is_inconsistent() {
 #[test]
 fn hash_json_recursive_is_hash_json_of_every_derivation() {
     let dir = tempfile::tempdir().unwrap();
-    let builder = std::fs::read_dir(support::project_dir().join("fixtures/kernel/drvs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with("-kernel-builder-0.17.0.drv"))
-        .unwrap();
-    let renamed = write_drv(
-        dir.path(),
-        "kernel-builder-0.17.0",
-        &std::fs::read(builder).unwrap(),
-    );
+    let renamed = renamed_kernel_builder(dir.path());
     let renamed = format!(
         "/nix/store/{}",
         renamed.file_name().unwrap().to_str().unwrap()
