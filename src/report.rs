@@ -412,15 +412,17 @@ pub struct JsonWriter {
 
 impl JsonWriter {
     /// One entry, `"<path>":{…}`, as [`Self::write_rendered`] takes it:
-    /// entries can be rendered in parallel and written in order.
+    /// entries can be rendered in parallel and written in order. `value` is
+    /// a [`DrvReport`], or any other entry of a `{"derivations":{…}}`
+    /// document (`rewrite --json`'s).
     ///
     /// # Errors
-    /// When the report cannot be serialised (it always can).
-    pub fn render_entry(path: &str, report: &DrvReport) -> std::io::Result<Vec<u8>> {
+    /// When the value cannot be serialised (a report always can).
+    pub fn render_entry(path: &str, value: &impl Serialize) -> std::io::Result<Vec<u8>> {
         let mut entry = Vec::with_capacity(1024);
         serde_json::to_writer(&mut entry, path)?;
         entry.push(b':');
-        serde_json::to_writer(&mut entry, report)?;
+        serde_json::to_writer(&mut entry, value)?;
         Ok(entry)
     }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use drvmeta::closure::Closure;
+use drvmeta::report::JsonWriter;
 use drvmeta::rewrite::{Mode, Rewritten};
 use serde::Serialize;
 
@@ -75,8 +76,7 @@ pub fn run(args: &RewriteArgs, mode: Mode) -> Result<u8> {
         // each entry rendered on all cores, then written in key order.
         let positions: Vec<usize> = (0..closure.nodes().len()).collect();
         let keyed = closure.keyed(&positions, |path| closure.render(path));
-        out.write_all(b"{\"derivations\":{")?;
-        let render = |(key, position): &(String, usize)| -> serde_json::Result<Vec<u8>> {
+        let render = |(key, position): &(String, usize)| {
             let result = &results[*position];
             let entry = Entry {
                 drv_path: closure.render(&result.path),
@@ -86,22 +86,14 @@ pub fn run(args: &RewriteArgs, mode: Mode) -> Result<u8> {
                     .map(|(name, path)| (name.clone(), path.as_ref().map(|p| closure.render(p))))
                     .collect(),
             };
-            let mut text = Vec::with_capacity(256);
-            serde_json::to_writer(&mut text, key)?;
-            text.push(b':');
-            serde_json::to_writer(&mut text, &entry)?;
-            Ok(text)
+            JsonWriter::render_entry(key, &entry)
         };
-        let mut first = true;
+        let mut json = JsonWriter::default();
         drvmeta::batch::for_each_ordered(&keyed, render, |_, text| -> Result<()> {
-            if !first {
-                out.write_all(b",")?;
-            }
-            first = false;
-            out.write_all(&text?)?;
+            json.write_rendered(&mut out, &text?)?;
             Ok(())
         })?;
-        out.write_all(b"}}\n")?;
+        json.finish(&mut out)?;
     } else if args.import {
         for root in roots(&closure, &results) {
             writeln!(out, "{root}")?;
