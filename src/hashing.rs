@@ -130,14 +130,7 @@ pub fn load_and_hash(
     roots: &[String],
     progress: &mut (dyn FnMut(usize) + Send),
 ) -> crate::Result<(Closure, Vec<NodeHashes>)> {
-    walk(options, roots, false, progress, &|visit: &Visit<
-        '_,
-        NodeHashes,
-    >| {
-        hash_derivation_both(Ok(visit.drv), |path| {
-            visit.input(path).map(NodeHashes::input_hashes)
-        })
-    })
+    load_hash_and(options, roots, progress, &|_, _, _, hashes| hashes)
 }
 
 /// [`load_and_hash`], handing each derivation's hashes to `finish` as soon
@@ -145,7 +138,7 @@ pub fn load_and_hash(
 /// and whether its bytes hash to it — and keeping only what `finish`
 /// returns (and what dependents need), in [`Closure::nodes`] order. A
 /// report rendered there is written while the hashes are still in the
-/// cache, and the hashes are not kept.
+/// cache, and the hashes need not be kept.
 ///
 /// # Errors
 /// As [`Closure::load`].
@@ -153,7 +146,7 @@ pub fn load_hash_and<R: Send + Sync>(
     options: &LoadOptions,
     roots: &[String],
     progress: &mut (dyn FnMut(usize) + Send),
-    finish: &(dyn Fn(&StoreDir, &StorePath, bool, &NodeHashes) -> R + Sync),
+    finish: &(dyn Fn(&StoreDir, &StorePath, bool, NodeHashes) -> R + Sync),
 ) -> crate::Result<(Closure, Vec<R>)> {
     let (closure, results) = walk(options, roots, false, progress, &|visit: &Visit<
         '_,
@@ -162,8 +155,9 @@ pub fn load_hash_and<R: Send + Sync>(
         let hashes = hash_derivation_both(Ok(visit.drv), |path| {
             visit.input(path).map(|(input, _)| *input)
         });
-        let value = finish(&options.store_dir, visit.path, visit.path_matches, &hashes);
-        (hashes.input_hashes(), value)
+        let input_hashes = hashes.input_hashes();
+        let value = finish(&options.store_dir, visit.path, visit.path_matches, hashes);
+        (input_hashes, value)
     })?;
     Ok((
         closure,

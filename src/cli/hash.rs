@@ -121,10 +121,10 @@ fn run_json_recursive(args: &HashArgs) -> Result<u8> {
                     path_matches,
                 };
                 let mut text = Vec::with_capacity(1024);
-                let rendered = drvmeta::report::render_entry(&mut text, subject, hashes);
-                let problems = if drvmeta::report::is_problem_of(subject, hashes) {
+                let rendered = drvmeta::report::render_entry(&mut text, subject, &hashes);
+                let problems = if drvmeta::report::is_problem_of(subject, &hashes) {
                     let rendered_path = store_dir.display(path);
-                    problems(&drvmeta::report::report_of(subject, hashes))
+                    problems(&drvmeta::report::report_of(subject, &hashes))
                         .into_iter()
                         .map(|reason| format!("{rendered_path}: {reason}"))
                         .collect()

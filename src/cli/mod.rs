@@ -170,7 +170,7 @@ impl LoadArgs {
     /// derivation's hashes instead ([`drvmeta::hashing::load_hash_and`]).
     pub fn load_hash_and<R: Send + Sync>(
         &self,
-        finish: &(dyn Fn(&StoreDir, &StorePath, bool, &NodeHashes) -> R + Sync),
+        finish: &(dyn Fn(&StoreDir, &StorePath, bool, NodeHashes) -> R + Sync),
     ) -> Result<(Closure, Vec<R>)> {
         let drvs = self.resolved()?;
         self.with_progress(|options, progress| {
