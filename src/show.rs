@@ -11,6 +11,7 @@ use std::io::Write;
 use crate::derivation::{Derivation, StorePath};
 use serde_json::{Map, Value};
 
+use crate::batch::{EntryArena, EntryRef};
 use crate::closure::{Closure, DrvNode, LoadOptions};
 use crate::derivation::meta;
 use crate::error::{Error, Result};
@@ -281,7 +282,7 @@ impl Shown {
                             arena
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .push(&json)
+                                .push(json.as_bytes())
                         }),
                 )
             })?;
@@ -343,7 +344,7 @@ impl Shown {
                 path: path.clone(),
                 message,
             })?;
-            entries.push((base, arena.push(&json)));
+            entries.push((base, arena.push(json.as_bytes())));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Self {
@@ -375,16 +376,30 @@ impl Shown {
 /// compactly (what [`EntryArena`] keeps: a third smaller than pretty).
 ///
 #[must_use]
-pub fn entry_of_json(base: &str, json: &str, pretty: bool) -> String {
+pub fn entry_of_json(base: &str, json: &[u8], pretty: bool) -> Vec<u8> {
     let key = serde_json::to_string(base).expect("a string serialises");
     if pretty {
-        let body = String::from_utf8(crate::derivation::json_text::pretty(json.as_bytes()))
-            .expect("re-indenting keeps UTF-8");
+        let body = crate::derivation::json_text::pretty(json);
         // JSON strings never hold a raw newline: indenting every line nests
         // the object two levels deeper.
-        format!("\n    {key}: {}", body.replace('\n', "\n    "))
+        let mut entry = Vec::with_capacity(body.len() + body.len() / 4 + key.len() + 8);
+        entry.extend_from_slice(b"\n    ");
+        entry.extend_from_slice(key.as_bytes());
+        entry.extend_from_slice(b": ");
+        let mut from = 0;
+        for newline in memchr::memchr_iter(b'\n', &body) {
+            entry.extend_from_slice(&body[from..=newline]);
+            entry.extend_from_slice(b"    ");
+            from = newline + 1;
+        }
+        entry.extend_from_slice(&body[from..]);
+        entry
     } else {
-        format!("{key}:{json}")
+        let mut entry = Vec::with_capacity(key.len() + 1 + json.len());
+        entry.extend_from_slice(key.as_bytes());
+        entry.push(b':');
+        entry.extend_from_slice(json);
+        entry
     }
 }
 
@@ -410,7 +425,7 @@ impl DocumentWriter {
     ///
     /// # Errors
     /// [`Error::Write`].
-    pub fn entry(&mut self, writer: &mut impl Write, entry: &str) -> Result<()> {
+    pub fn entry(&mut self, writer: &mut impl Write, entry: &[u8]) -> Result<()> {
         let lead: &[u8] = match (self.started, self.pretty) {
             (true, _) => b",",
             (false, true) => b"{\n  \"derivations\": {",
@@ -418,7 +433,7 @@ impl DocumentWriter {
         };
         self.started = true;
         write_all(writer, lead)?;
-        write_all(writer, entry.as_bytes())
+        write_all(writer, entry)
     }
 
     /// Close the document (opening it first when it has no entry).
@@ -442,83 +457,9 @@ fn write_all(writer: &mut impl Write, bytes: &[u8]) -> Result<()> {
         .map_err(|source| Error::Write { source })
 }
 
-/// Rendered entries kept until the document is written, packed into large
-/// chunks: one allocation per mebibyte instead of one per entry, each
-/// entry's text copied in once (a closure's entries take about as much
-/// memory as its files, and scattered among the parser's short-lived
-/// allocations they would take 1.3 times more).
-#[derive(Debug, Default)]
-pub struct EntryArena {
-    chunks: Vec<String>,
-}
-
-/// Where [`EntryArena::push`] put an entry.
-#[derive(Debug, Clone, Copy)]
-pub struct EntryRef {
-    chunk: usize,
-    start: usize,
-    end: usize,
-}
-
-impl EntryArena {
-    const CHUNK: usize = 1 << 20;
-
-    /// Copy `entry` in.
-    pub fn push(&mut self, entry: &str) -> EntryRef {
-        let fits = self
-            .chunks
-            .last()
-            .is_some_and(|chunk| chunk.capacity() - chunk.len() >= entry.len());
-        if !fits {
-            self.chunks
-                .push(String::with_capacity(entry.len().max(Self::CHUNK)));
-        }
-        let chunk = self.chunks.len() - 1;
-        let text = &mut self.chunks[chunk];
-        let start = text.len();
-        text.push_str(entry);
-        EntryRef {
-            chunk,
-            start,
-            end: text.len(),
-        }
-    }
-
-    /// The entry at `at`.
-    #[must_use]
-    pub fn get(&self, at: EntryRef) -> &str {
-        &self.chunks[at.chunk][at.start..at.end]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Entries come back as they went in, small ones packed into shared
-    /// chunks, one larger than a chunk in a chunk of its own.
-    #[test]
-    fn the_arena_keeps_every_entry() {
-        let mut arena = EntryArena::default();
-        let texts: Vec<String> = (0..5000)
-            .map(|i| format!("{{\"entry\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 700)))
-            .chain([
-                "y".repeat(EntryArena::CHUNK * 2 + 3),
-                String::new(),
-                "z".to_owned(),
-            ])
-            .collect();
-        let refs: Vec<EntryRef> = texts.iter().map(|text| arena.push(text)).collect();
-        for (text, at) in texts.iter().zip(refs) {
-            assert_eq!(arena.get(at), text);
-        }
-        let total: usize = texts.iter().map(String::len).sum();
-        assert!(
-            arena.chunks.len() <= total / EntryArena::CHUNK + 3,
-            "{}",
-            arena.chunks.len()
-        );
-    }
 
     const STRUCTURED_ATTRS: &str = "\u{0}drvmeta:structuredAttrs\u{0}";
     const META: &str = "\u{0}drvmeta:meta\u{0}";

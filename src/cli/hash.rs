@@ -2,9 +2,11 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::Result;
 use clap::Args;
+use drvmeta::batch::EntryArena;
 use drvmeta::report::{DrvReport, JsonWriter, Subject};
 use rayon::slice::ParallelSliceMut;
 
@@ -112,6 +114,9 @@ pub fn run(args: &HashArgs) -> Result<u8> {
 /// are in the cache), then written in path order. The same bytes as
 /// rendering after the walk.
 fn run_json_recursive(args: &HashArgs) -> Result<u8> {
+    // Entries go into the arena as they are rendered, on the walk's
+    // threads (one short lock per derivation).
+    let arena = Mutex::new(EntryArena::default());
     let (closure, entries) =
         args.load
             .load_hash_and(&|store_dir, path, path_matches, hashes| {
@@ -120,8 +125,16 @@ fn run_json_recursive(args: &HashArgs) -> Result<u8> {
                     path,
                     path_matches,
                 };
+                // Rendered into a buffer the allocator hands out again for
+                // the next entry, and kept packed.
                 let mut text = Vec::with_capacity(1024);
-                let rendered = drvmeta::report::render_entry(&mut text, subject, &hashes);
+                let rendered =
+                    drvmeta::report::render_entry(&mut text, subject, &hashes).map(|()| {
+                        arena
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(&text)
+                    });
                 let problems = if drvmeta::report::is_problem_of(subject, &hashes) {
                     let rendered_path = store_dir.display(path);
                     problems(&drvmeta::report::report_of(subject, &hashes))
@@ -131,10 +144,11 @@ fn run_json_recursive(args: &HashArgs) -> Result<u8> {
                 } else {
                     Vec::new()
                 };
-                (rendered.map(|()| text), problems)
+                (rendered, problems)
             })?;
     // Path order: the store directory is the same for all, so the order of
     // the rendered paths is the store paths' (base name) order.
+    let arena = arena.into_inner().unwrap_or_else(PoisonError::into_inner);
     let nodes = closure.nodes();
     let mut order: Vec<usize> = (0..nodes.len()).collect();
     order.par_sort_unstable_by(|&a, &b| nodes[a].path.cmp(&nodes[b].path));
@@ -144,7 +158,7 @@ fn run_json_recursive(args: &HashArgs) -> Result<u8> {
     for position in order {
         let (text, problems) = &entries[position];
         match text {
-            Ok(text) => json.write_rendered(&mut out, text)?,
+            Ok(at) => json.write_rendered(&mut out, arena.get(*at))?,
             Err(error) => return Err(io::Error::new(error.kind(), error.to_string()).into()),
         }
         problem_lines.extend(problems.iter().cloned());
@@ -153,7 +167,7 @@ fn run_json_recursive(args: &HashArgs) -> Result<u8> {
     out.flush()?;
     drop(out);
     // The process ends now (see `run`).
-    std::mem::forget((closure, entries));
+    std::mem::forget((closure, entries, arena));
     Ok(report_problems(&problem_lines))
 }
 
