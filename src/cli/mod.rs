@@ -324,15 +324,18 @@ pub fn main(return_freed_memory_after: fn(i64)) -> ExitCode {
     ui::init(cli.quiet, cli.verbose);
     // The walks that are timed against Nix keep freed memory for a moment,
     // for reuse (returning it at once and re-faulting it cost show and
-    // strip a fifth of their time): show, rewrite and strip 100 ms (4-5 %
-    // less CPU than at 10 ms, peaks 5-7 MiB higher), hash 10 ms (100 ms
-    // saves it 2 % but takes its peak from 56-59 to 60-62 MiB, near its
-    // 1.5 x target of 64.6 MiB on the bench). sbom 100 ms too (12 % less
-    // CPU and wall than at 0 ms on the bench, peak 177 -> 182 MiB). The
-    // others return it at once, which keeps their peak lowest.
+    // strip a fifth of their time): show, rewrite, strip and hash 100 ms
+    // (4-7 % less CPU than at 10 ms; hash's peak on the bench 55-57 MiB,
+    // under its 1.5 x target of 64.6 MiB since its entries are packed;
+    // at 300 ms it reaches 66 MiB). sbom 100 ms too (12 % less CPU and
+    // wall than at 0 ms on the bench, peak 177 -> 182 MiB). The others
+    // return it at once, which keeps their peak lowest.
     return_freed_memory_after(match cli.command {
-        Command::Show(_) | Command::Rewrite(_) | Command::Strip(_) | Command::Sbom(_) => 100,
-        Command::Hash(_) => 10,
+        Command::Show(_)
+        | Command::Rewrite(_)
+        | Command::Strip(_)
+        | Command::Sbom(_)
+        | Command::Hash(_) => 100,
         _ => 0,
     });
     let result = match &cli.command {
