@@ -17,7 +17,8 @@
 #     cache cold and warm, on the closure's root.
 # Each command runs RUNS times (default 7) after one warm-up; the table gives
 # the median wall time, the median CPU time (user + system) and the largest
-# peak RSS. Output: a Markdown table on stdout and in bench/out/results.md.
+# peak RSS, with ratios to Nix, to reading the files and to the hashing
+# floor. Output: a Markdown table on stdout and in bench/out/results.md.
 #
 #   bench/run.sh [RUNS]          (LAYERS=100 WIDTH=200 by default)
 set -euo pipefail
@@ -122,16 +123,20 @@ results=$(
 nix_wall=$(awk '/^nix show-derivation/ {print $(NF-2)}' <<< "$results")
 nix_cpu=$(awk '/^nix show-derivation/ {print $(NF-1)}' <<< "$results")
 read_wall=$(awk '/^read every/ {print $(NF-2)}' <<< "$results")
+# The hashing floor's CPU time: what `hash` must spend on this machine
+# whatever Nix takes (the ratio to it moves less between runs than the
+# ratio to Nix; docs/performance.md).
+floor_cpu=$(awk '/^read \+ SHA-256/ {print $(NF-1)}' <<< "$results")
 {
   echo "Closure: $count derivations, $bytes bytes of .drv; $(nproc) cores; $runs runs; $(nix --version)"
   echo
-  echo "| command | median wall (s) | × nix wall | × read floor | median CPU (s) | × nix CPU | peak RSS (MB) | RSS / closure bytes |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| command | median wall (s) | × nix wall | × read floor | median CPU (s) | × nix CPU | × hashing floor CPU | peak RSS (MB) | RSS / closure bytes |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   while read -r line; do
     set -- $line
     rss=${!#}; cpu=${@: -2:1}; wall=${@: -3:1}; name=${line% * * *}
-    awk -v n="$name" -v t="$wall" -v c="$cpu" -v nt="$nix_wall" -v nc="$nix_cpu" -v rt="$read_wall" -v r="$rss" -v b="$bytes" \
-      'BEGIN {printf "| %s | %.3f | %.2f | %.2f | %.3f | %.2f | %.1f | %.2f |\n", n, t, t/nt, t/rt, c, c/nc, r/1024, r*1024/b}'
+    awk -v n="$name" -v t="$wall" -v c="$cpu" -v nt="$nix_wall" -v nc="$nix_cpu" -v rt="$read_wall" -v fc="$floor_cpu" -v r="$rss" -v b="$bytes" \
+      'BEGIN {printf "| %s | %.3f | %.2f | %.2f | %.3f | %.2f | %.2f | %.1f | %.2f |\n", n, t, t/nt, t/rt, c, c/nc, c/fc, r/1024, r*1024/b}'
   done <<< "$results"
 } | tee "$out/results.md"
 pairs=$(
