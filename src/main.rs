@@ -20,9 +20,9 @@ fn main() -> ExitCode {
 /// second (the default purge delay of mimalloc 3). Commands that load a
 /// closure and then walk it free memory all along, and the freed pages
 /// count in their peak RSS (sbom of the 20k-derivation bench closure: 148
-/// -> ~107 MB at 0 ms, same time). The walks timed against Nix use 10 or
-/// 100 ms: at 0, re-faulting purged pages cost them 12-25% of their time
-/// (docs/performance.md).
+/// -> ~107 MB at 0 ms, same time). The walks timed against Nix, and sbom,
+/// use 100 ms: at 0, re-faulting purged pages cost them 12-25% of their
+/// time (docs/performance.md).
 fn return_freed_memory_after(milliseconds: i64) {
     // SAFETY: sets a global option while only the main thread exists; the
     // call takes plain integers.

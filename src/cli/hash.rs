@@ -63,17 +63,11 @@ pub fn run(args: &HashArgs) -> Result<u8> {
     // written in order.
     let render = |(path, position): &(String, usize)| -> io::Result<(Vec<u8>, Vec<String>)> {
         let report = || drvmeta::report::drv_report(&closure, &hashes, *position);
-        let problems_of = |drv: &DrvReport| -> Vec<String> {
-            problems(drv)
-                .into_iter()
-                .map(|reason| format!("{path}: {reason}"))
-                .collect()
-        };
         if args.json {
             // Straight from the hashes; a report only for a problem.
             let text = drvmeta::report::render_entry_of(&closure, &hashes, *position, path)?;
             let problems = if drvmeta::report::is_problem(&closure, &hashes, *position) {
-                problems_of(&report())
+                problems_at(path, &report())
             } else {
                 Vec::new()
             };
@@ -81,7 +75,7 @@ pub fn run(args: &HashArgs) -> Result<u8> {
         }
         let drv = report();
         let problems = if drv.is_problem() {
-            problems_of(&drv)
+            problems_at(path, &drv)
         } else {
             Vec::new()
         };
@@ -136,11 +130,10 @@ fn run_json_recursive(args: &HashArgs) -> Result<u8> {
                             .push(&text)
                     });
                 let problems = if drvmeta::report::is_problem_of(subject, &hashes) {
-                    let rendered_path = store_dir.display(path);
-                    problems(&drvmeta::report::report_of(subject, &hashes))
-                        .into_iter()
-                        .map(|reason| format!("{rendered_path}: {reason}"))
-                        .collect()
+                    problems_at(
+                        &store_dir.display(path),
+                        &drvmeta::report::report_of(subject, &hashes),
+                    )
                 } else {
                     Vec::new()
                 };
@@ -181,6 +174,14 @@ fn report_problems(problem_lines: &[String]) -> u8 {
     } else {
         EXIT_PROBLEM
     }
+}
+
+/// The problem lines of the derivation at `path`: `<path>: <reason>`.
+fn problems_at(path: &str, drv: &DrvReport) -> Vec<String> {
+    problems(drv)
+        .into_iter()
+        .map(|reason| format!("{path}: {reason}"))
+        .collect()
 }
 
 /// Why a derivation is reported as invalid or inconsistent.
